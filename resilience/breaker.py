@@ -1,0 +1,512 @@
+"""The circuit breaker of one (tenant, provider) pair.
+
+States and moves (DESIGN.md, "Breakers"):
+
+    closed ──threshold / 429──▶ open ──cooldown elapsed──▶ half_open ──probe ok──▶ closed
+                                  ▲                            │
+                                  └──────probe failed──────────┘  (cooldown doubles, up to max)
+    any ──admin open──▶ forced_open ──duration elapsed──▶ half_open;  any ──admin reset──▶ closed
+
+A call asks `acquire()` for a `Permit` and reports back with exactly one of
+`record_success`, `record_failure` or `release` (cancelled: neutral). Permits
+carry the breaker's generation, which changes at every transition, so a result
+that lands after a transition (a late call) is counted in `late_results` and
+otherwise ignored: it never extends a cooldown or emits a second transition.
+
+The breaker is built for one asyncio event loop: no method awaits, so state
+checks and updates are atomic with respect to other tasks, and no lock is taken
+on the hot path. It is not thread-safe.
+
+The sliding window is kept as cumulative counters with ten bucket marks: O(1)
+per call and a few hundred bytes per breaker. A failure counts for between
+0.9 and 1.0 times `window_s` after it happened.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from resilience.errors import ErrorKind, Scope
+from resilience.events import BreakerState, BreakerTransition, TransitionReason
+from resilience.exceptions import CircuitOpenError
+from resilience.policies import BreakerPolicy
+from resilience.types import PROVIDER_WIDE, Clock, ProviderName, TenantId
+
+_BUCKETS = 10
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+_HALF_OPEN = BreakerState.HALF_OPEN
+_FORCED_OPEN = BreakerState.FORCED_OPEN
+
+
+class BreakerObserver(Protocol):
+    """What a breaker tells its store: every transition, and trips that may go provider-wide."""
+
+    def transitioned(self, breaker: CircuitBreaker, event: BreakerTransition) -> None: ...
+
+    def tripped(self, breaker: CircuitBreaker, kind: ErrorKind, now: float) -> None: ...
+
+
+class Permit:
+    """Admission of one call: shared by ordinary calls of one generation; one per probe."""
+
+    __slots__ = ("gate", "generation", "probe", "started_at")
+
+    def __init__(
+        self,
+        generation: int,
+        *,
+        probe: bool = False,
+        started_at: float = 0.0,
+        gate: Permit | None = None,
+    ) -> None:
+        self.generation = generation
+        self.probe = probe
+        self.started_at = started_at
+        self.gate = gate
+        """The provider-wide breaker's probe permit, when this call is also that probe."""
+
+    def __repr__(self) -> str:
+        kind = "probe" if self.probe else "call"
+        return f"Permit({kind}, generation={self.generation}, gate={self.gate is not None})"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSnapshot:
+    """A breaker as the admin API shows it; times are wall-clock."""
+
+    tenant: TenantId
+    provider: ProviderName
+    state: BreakerState
+    failures: int
+    calls: int
+    opened_at: datetime | None
+    retry_at: datetime | None
+    cooldown_s: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "provider": self.provider,
+            "state": str(self.state),
+            "failures": self.failures,
+            "calls": self.calls,
+            "opened_at": self.opened_at.isoformat() if self.opened_at else None,
+            "retry_at": self.retry_at.isoformat() if self.retry_at else None,
+            "cooldown_s": self.cooldown_s,
+        }
+
+
+class CircuitBreaker:
+    """State machine of one (tenant, provider) pair; see the module docstring."""
+
+    __slots__ = (
+        "_bucket",
+        "_bucket_end",
+        "_bucket_w",
+        "_calls",
+        "_clock",
+        "_cooldown",
+        "_fails",
+        "_gate",
+        "_generation",
+        "_observer",
+        "_opened_at",
+        "_permit",
+        "_probes",
+        "_retry_at",
+        "_ring_calls",
+        "_ring_fails",
+        "_state",
+        "_wall_clock",
+        "late_results",
+        "policy",
+        "provider",
+        "tenant",
+    )
+
+    def __init__(
+        self,
+        tenant: TenantId,
+        provider: ProviderName,
+        *,
+        policy: BreakerPolicy,
+        clock: Clock,
+        wall_clock: Clock,
+        observer: BreakerObserver,
+        gate: CircuitBreaker | None = None,
+    ) -> None:
+        self.tenant = tenant
+        self.provider = provider
+        self.policy = policy
+        self.late_results = 0
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._observer = observer
+        self._gate = gate
+        self._state = _CLOSED
+        self._generation = 0
+        self._permit: Permit = Permit(0)
+        self._probes: list[Permit] = []
+        self._opened_at: float | None = None
+        self._retry_at = 0.0
+        self._cooldown = policy.cooldown_s
+        self._calls = 0
+        self._fails = 0
+        self._bucket_w = policy.window_s / _BUCKETS
+        self._bucket = math.floor(clock() / self._bucket_w)
+        self._bucket_end = (self._bucket + 1) * self._bucket_w
+        self._ring_calls = [0] * _BUCKETS
+        self._ring_fails = [0] * _BUCKETS
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def acquire(self) -> Permit:
+        """Admit a call, or raise `CircuitOpenError` with the time to retry."""
+        if self._state is _CLOSED:
+            gate = self._gate
+            if gate is None or gate._state is _CLOSED:
+                return self._permit
+        return self._acquire_slow()
+
+    def record_success(self, permit: Permit) -> None:
+        if permit is self._permit:
+            now = self._clock()
+            if now >= self._bucket_end:
+                self._roll(now)
+            self._calls += 1
+            return
+        self._settle(permit, None, None)
+
+    def record_failure(
+        self, permit: Permit, kind: ErrorKind, *, retry_after_s: float | None = None
+    ) -> None:
+        """Count a failed attempt; kinds that do not count on the breaker are neutral."""
+        if not kind.policy.counts_on_breaker:
+            self.release(permit)
+            return
+        if permit is self._permit:
+            self._count_failure(kind, retry_after_s, self._clock())
+            return
+        self._settle(permit, kind, retry_after_s)
+
+    def release(self, permit: Permit) -> None:
+        """The call ended without a verdict (cancelled, or the caller's own error): neutral."""
+        if permit.gate is not None:
+            self._gate_or_fail().release(permit.gate)
+        if permit.probe and permit in self._probes:
+            self._probes.remove(permit)
+
+    # -- state, for admins and the client -------------------------------------------------------
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state; an elapsed cooldown shows as half_open before the next call."""
+        if self._state in (_OPEN, _FORCED_OPEN) and self._clock() >= self._retry_at:
+            return _HALF_OPEN
+        return self._state
+
+    def retry_after(self) -> float:
+        """Seconds until this breaker (or its provider-wide gate) may admit a call; 0 if now."""
+        now = self._clock()
+        own = self._wait_s(now)
+        gate = self._gate
+        return max(own, gate._wait_s(now)) if gate is not None else own
+
+    def failures_in_window(self) -> int:
+        self._roll(self._clock())
+        return self._fails - self._ring_fails[(self._bucket + 1) % _BUCKETS]
+
+    def calls_in_window(self) -> int:
+        self._roll(self._clock())
+        return self._calls - self._ring_calls[(self._bucket + 1) % _BUCKETS]
+
+    def snapshot(self) -> BreakerSnapshot:
+        now = self._clock()
+        wall = self._wall_clock()
+        state = self.state
+        waiting = state in (_OPEN, _FORCED_OPEN) or (
+            state is _HALF_OPEN and self._state is not _HALF_OPEN
+        )
+        retry_at = None
+        if waiting and math.isfinite(self._retry_at):
+            retry_at = _to_datetime(wall + self._retry_at - now)
+        opened_at = None
+        if self._opened_at is not None and self._state is not _CLOSED:
+            opened_at = _to_datetime(wall + self._opened_at - now)
+        return BreakerSnapshot(
+            tenant=self.tenant,
+            provider=self.provider,
+            state=state,
+            failures=self.failures_in_window(),
+            calls=self.calls_in_window(),
+            opened_at=opened_at,
+            retry_at=retry_at,
+            cooldown_s=None if self._state is _CLOSED else self._cooldown,
+        )
+
+    @property
+    def idle(self) -> bool:
+        """Closed with no probe out: nothing is lost if the store forgets it."""
+        return self._state is _CLOSED and not self._probes
+
+    # -- admin ---------------------------------------------------------------------------------
+
+    def reset(self, *, actor: str | None = None, note: str | None = None) -> bool:
+        """Close the breaker and forget its window. Returns whether the state changed."""
+        now = self._clock()
+        self._clear_window(now)
+        self._cooldown = self.policy.cooldown_s
+        return self._transition(
+            _CLOSED, TransitionReason.ADMIN_RESET, now, actor=actor, detail=_note(note)
+        )
+
+    def force_open(
+        self, *, actor: str | None = None, duration_s: float | None = None, note: str | None = None
+    ) -> bool:
+        """Isolate: refuse every call until reset, or for `duration_s` then probe."""
+        if duration_s is not None and not (duration_s > 0 and math.isfinite(duration_s)):
+            raise ValueError(f"duration_s: must be a finite number > 0, got {duration_s!r}")
+        now = self._clock()
+        self._retry_at = math.inf if duration_s is None else now + duration_s
+        if self._state is _FORCED_OPEN:
+            return False
+        self._opened_at = now
+        self._cooldown = duration_s if duration_s is not None else math.inf
+        detail = _note(note)
+        if duration_s is not None:
+            detail = {**detail, "duration_s": duration_s}
+        return self._transition(
+            _FORCED_OPEN,
+            TransitionReason.ADMIN_OPEN,
+            now,
+            actor=actor,
+            detail=detail,
+            cooldown_s=duration_s,
+        )
+
+    def open_provider_wide(self, now: float, tenants: list[TenantId]) -> bool:
+        """Open this provider-wide gate: enough tenants lost the provider at once."""
+        if self._state is not _CLOSED:
+            return False
+        return self._open(
+            TransitionReason.PROVIDER_WIDE, now, None, self.policy.cooldown_s, tenants
+        )
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _acquire_slow(self) -> Permit:
+        now = self._clock()
+        own = self._admit(now)
+        gate = self._gate
+        if gate is None:
+            return own
+        try:
+            gate_permit = gate._admit(now)
+        except CircuitOpenError:
+            self.release(own)
+            raise CircuitOpenError(
+                tenant=self.tenant,
+                provider=self.provider,
+                state=gate._state,
+                retry_after_s=gate._wait_s(now),
+                provider_wide=True,
+            ) from None
+        if gate_permit is gate._permit:
+            return own
+        if own is self._permit:
+            return Permit(own.generation, gate=gate_permit)
+        own.gate = gate_permit
+        return own
+
+    def _admit(self, now: float) -> Permit:
+        state = self._state
+        if state is _CLOSED:
+            return self._permit
+        if state is not _HALF_OPEN:
+            if now < self._retry_at:
+                raise self._refusal(now)
+            self._transition(_HALF_OPEN, TransitionReason.COOLDOWN_ELAPSED, now)
+        probes = self._probes
+        if len(probes) >= self.policy.half_open_max_calls:
+            timeout = self.policy.probe_timeout_s
+            probes[:] = [p for p in probes if now - p.started_at < timeout]
+            if len(probes) >= self.policy.half_open_max_calls:
+                raise self._refusal(now)
+        permit = Permit(self._generation, probe=True, started_at=now)
+        probes.append(permit)
+        return permit
+
+    def _refusal(self, now: float) -> CircuitOpenError:
+        return CircuitOpenError(
+            tenant=self.tenant,
+            provider=self.provider,
+            state=self._state,
+            retry_after_s=self._wait_s(now),
+            provider_wide=self.tenant == PROVIDER_WIDE,
+        )
+
+    def _wait_s(self, now: float) -> float:
+        """Seconds until a call could be admitted: cooldown left, or the busy probes' watchdog."""
+        if self._state is _CLOSED:
+            return 0.0
+        if self._state is _HALF_OPEN:
+            if len(self._probes) < self.policy.half_open_max_calls:
+                return 0.0
+            oldest = min(p.started_at for p in self._probes)
+            watchdog = oldest + self.policy.probe_timeout_s - now
+            return max(0.0, min(watchdog, self._cooldown))
+        return max(0.0, self._retry_at - now)
+
+    def _settle(self, permit: Permit, kind: ErrorKind | None, retry_after_s: float | None) -> None:
+        """Slow path of a result: a probe, a call that also probes the gate, or a late result."""
+        if permit.gate is not None:
+            gate = self._gate_or_fail()
+            if kind is None:
+                gate._settle(permit.gate, None, None)
+            elif kind.policy.scope is Scope.PROVIDER:
+                gate._settle(permit.gate, kind, retry_after_s)
+            else:
+                gate.release(permit.gate)
+        if permit.generation != self._generation:
+            self.late_results += 1
+            return
+        now = self._clock()
+        if not permit.probe:
+            if kind is None:
+                self.record_success(self._permit)
+            else:
+                self._count_failure(kind, retry_after_s, now)
+            return
+        if permit not in self._probes:
+            self.late_results += 1  # reclaimed by the probe watchdog
+            return
+        self._probes.remove(permit)
+        if kind is None:
+            self._clear_window(now)
+            self._cooldown = self.policy.cooldown_s
+            self._transition(_CLOSED, TransitionReason.PROBE_SUCCEEDED, now)
+        elif kind is ErrorKind.RATE_LIMITED:
+            self._open(
+                TransitionReason.RETRY_AFTER, now, kind, self._retry_after_cooldown(retry_after_s)
+            )
+        else:
+            cooldown = min(self._cooldown * 2, self.policy.max_cooldown_s)
+            self._open(TransitionReason.PROBE_FAILED, now, kind, cooldown)
+
+    def _count_failure(self, kind: ErrorKind, retry_after_s: float | None, now: float) -> None:
+        if now >= self._bucket_end:
+            self._roll(now)
+        self._calls += 1
+        self._fails += 1
+        if kind is ErrorKind.RATE_LIMITED:
+            cooldown = self._retry_after_cooldown(retry_after_s)
+            self._open(TransitionReason.RETRY_AFTER, now, kind, cooldown)
+            return
+        oldest = (self._bucket + 1) % _BUCKETS
+        fails = self._fails - self._ring_fails[oldest]
+        policy = self.policy
+        if fails >= policy.failure_threshold:
+            calls = self._calls - self._ring_calls[oldest]
+            if fails >= policy.failure_rate * calls:
+                self._open(TransitionReason.THRESHOLD, now, kind, self._cooldown)
+                if kind.policy.scope is Scope.PROVIDER:
+                    self._observer.tripped(self, kind, now)
+
+    def _retry_after_cooldown(self, retry_after_s: float | None) -> float:
+        if retry_after_s is None:
+            return self._cooldown
+        return min(max(retry_after_s, 0.0), self.policy.max_cooldown_s)
+
+    def _open(
+        self,
+        reason: TransitionReason,
+        now: float,
+        kind: ErrorKind | None,
+        cooldown: float,
+        tenants: list[TenantId] | None = None,
+    ) -> bool:
+        if reason is not TransitionReason.RETRY_AFTER:
+            self._cooldown = cooldown
+        self._retry_at = now + cooldown
+        self._opened_at = now
+        self._probes.clear()
+        detail: dict[str, Any] = {
+            "calls": self._calls - self._ring_calls[(self._bucket + 1) % _BUCKETS]
+        }
+        if tenants is not None:
+            detail["tenants"] = tenants
+        return self._transition(_OPEN, reason, now, kind=kind, cooldown_s=cooldown, detail=detail)
+
+    def _transition(
+        self,
+        to: BreakerState,
+        reason: TransitionReason,
+        now: float,
+        *,
+        kind: ErrorKind | None = None,
+        actor: str | None = None,
+        cooldown_s: float | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> bool:
+        source = self._state
+        if source is to:
+            return False
+        self._state = to
+        self._generation += 1
+        self._permit = Permit(self._generation)
+        if to is not _HALF_OPEN:
+            self._probes.clear()
+        event = BreakerTransition(
+            tenant_id=self.tenant,
+            provider=self.provider,
+            from_state=source,
+            to_state=to,
+            reason=reason,
+            occurred_at=_to_datetime(self._wall_clock()),
+            failures=self._fails - self._ring_fails[(self._bucket + 1) % _BUCKETS],
+            error_kind=kind,
+            cooldown_s=cooldown_s,
+            actor=actor,
+            detail=detail or {},
+        )
+        self._observer.transitioned(self, event)
+        return True
+
+    def _roll(self, now: float) -> None:
+        """Move the window to the bucket holding `now`, marking the buckets passed over."""
+        bucket = math.floor(now / self._bucket_w)
+        steps = bucket - self._bucket
+        if steps <= 0:
+            return
+        calls, fails = self._calls, self._fails
+        ring_calls, ring_fails = self._ring_calls, self._ring_fails
+        for b in range(self._bucket + 1, self._bucket + 1 + min(steps, _BUCKETS)):
+            ring_calls[b % _BUCKETS] = calls
+            ring_fails[b % _BUCKETS] = fails
+        self._bucket = bucket
+        self._bucket_end = (bucket + 1) * self._bucket_w
+
+    def _clear_window(self, now: float) -> None:
+        self._roll(now)
+        self._ring_calls = [self._calls] * _BUCKETS
+        self._ring_fails = [self._fails] * _BUCKETS
+
+    def _gate_or_fail(self) -> CircuitBreaker:
+        if self._gate is None:  # pragma: no cover - a gate permit implies a gate
+            raise RuntimeError("permit names a provider-wide gate this breaker does not have")
+        return self._gate
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker({self.tenant!r}, {self.provider!r}, state={self._state})"
+
+
+def _to_datetime(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _note(note: str | None) -> dict[str, Any]:
+    return {"note": note} if note else {}

@@ -1,0 +1,90 @@
+"""The exceptions this package raises. Vendor exceptions never escape un-translated.
+
+    ResilienceError               tenant, provider, attempt (None where they do not apply)
+    ├── NoTenantError             current_tenant() outside a request or tenant_scope()
+    ├── CircuitOpenError          the breaker refused the call; .retry_after_s says when
+    ├── ProviderError             a classified provider failure: .kind, .status_code,
+    │                             .retry_after_s; __cause__ is the SDK's exception
+    └── StreamTruncatedError      a stream ended cleanly but without its end marker
+                                  (`message_stop` / `[DONE]`): raised by adapters, classified
+                                  invalid_response (stream_interrupted once output began)
+
+`resilience.errors.classify()` produces the classification a ProviderError carries.
+"""
+
+from __future__ import annotations
+
+from resilience.errors import ErrorKind
+from resilience.events import BreakerState
+from resilience.types import ProviderName, TenantId
+
+
+class ResilienceError(Exception):
+    """Base of every error raised by this package."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tenant: TenantId | None = None,
+        provider: ProviderName | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.tenant = tenant
+        self.provider = provider
+        self.attempt = attempt
+
+
+class NoTenantError(ResilienceError, LookupError):
+    """No tenant is set: the code runs outside a request and outside `tenant_scope()`."""
+
+
+class CircuitOpenError(ResilienceError):
+    """The (tenant, provider) breaker, or the provider-wide one, refused the call."""
+
+    def __init__(
+        self,
+        *,
+        tenant: TenantId,
+        provider: ProviderName,
+        state: BreakerState,
+        retry_after_s: float,
+        provider_wide: bool = False,
+    ) -> None:
+        scope = "provider-wide breaker" if provider_wide else "breaker"
+        super().__init__(
+            f"{scope} for {tenant}/{provider} is {state}; retry in {retry_after_s:.1f}s",
+            tenant=tenant,
+            provider=provider,
+        )
+        self.state = state
+        self.retry_after_s = retry_after_s
+        self.provider_wide = provider_wide
+
+
+class ProviderError(ResilienceError):
+    """A provider call failed; `kind` decides retry, breaker and fallback."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind,
+        status_code: int | None = None,
+        retry_after_s: float | None = None,
+        code: str | None = None,
+        tenant: TenantId | None = None,
+        provider: ProviderName | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        super().__init__(message, tenant=tenant, provider=provider, attempt=attempt)
+        self.kind = kind
+        self.status_code = status_code
+        self.retry_after_s = retry_after_s
+        self.code = code
+
+
+class StreamTruncatedError(ResilienceError):
+    """The upstream closed the stream without its end marker: output is incomplete."""

@@ -1,0 +1,75 @@
+"""The knobs of breakers and retries: frozen value objects, validated on creation.
+
+Defaults are the production defaults of DESIGN.md. Every error names the field
+and the bad value, so a config loader can prefix it with the TOML key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+
+def _check_positive(owner: object, *names: str, allow_zero: bool = False) -> None:
+    for name in names:
+        value = getattr(owner, name)
+        bad = value < 0 if allow_zero else value <= 0
+        infinite = isinstance(value, float) and not math.isfinite(value)
+        if isinstance(value, bool) or bad or infinite:
+            need = ">= 0" if allow_zero else "> 0"
+            raise ValueError(f"{name}: must be {need}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerPolicy:
+    """When a (tenant, provider) breaker opens, how long it stays open, how it probes."""
+
+    failure_threshold: int = 5
+    failure_rate: float = 0.5
+    window_s: float = 60.0
+    cooldown_s: float = 30.0
+    max_cooldown_s: float = 600.0
+    half_open_max_calls: int = 1
+    probe_timeout_s: float = 120.0
+    provider_wide_min_tenants: int = 3
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "failure_threshold", "window_s", "cooldown_s", "max_cooldown_s")
+        _check_positive(self, "half_open_max_calls", "probe_timeout_s")
+        _check_positive(self, "provider_wide_min_tenants", allow_zero=True)
+        if not 0.0 < self.failure_rate <= 1.0:
+            raise ValueError(f"failure_rate: must be in (0, 1], got {self.failure_rate!r}")
+        if self.max_cooldown_s < self.cooldown_s:
+            raise ValueError(
+                f"max_cooldown_s: must be >= cooldown_s ({self.cooldown_s!r}), "
+                f"got {self.max_cooldown_s!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How often and how patiently one target is retried, and the whole request's deadline."""
+
+    max_attempts: int = 3
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+    max_retry_after_s: float = 30.0
+    budget_ratio: float = 0.2
+    budget_min_retries: int = 10
+    budget_window_s: float = 60.0
+    deadline_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "max_attempts", "deadline_s", "budget_window_s")
+        _check_positive(self, "base_delay_s", "max_delay_s", "max_retry_after_s", allow_zero=True)
+        _check_positive(self, "budget_ratio", "budget_min_retries", allow_zero=True)
+        if self.max_delay_s < self.base_delay_s:
+            raise ValueError(
+                f"max_delay_s: must be >= base_delay_s ({self.base_delay_s!r}), "
+                f"got {self.max_delay_s!r}"
+            )
+
+
+def field_names(policy_type: type[BreakerPolicy] | type[RetryPolicy]) -> frozenset[str]:
+    """The keys a config section for this policy may hold."""
+    return frozenset(f.name for f in fields(policy_type))

@@ -1,0 +1,158 @@
+"""`BreakerRegistry`: the breakers of every (tenant, provider) pair, and who hears of changes.
+
+The registry is the public face of the breakers: it picks each provider's
+policy, hands every transition to the audit sinks (a failing sink is logged,
+never raised into a request), and offers the admin operations.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from types import MappingProxyType
+
+from resilience.breaker import BreakerSnapshot, CircuitBreaker, Permit
+from resilience.events import AuditSink, BreakerState, BreakerTransition
+from resilience.policies import BreakerPolicy
+from resilience.store.base import BreakerStore
+from resilience.store.memory import MemoryStore
+from resilience.types import PROVIDER_WIDE, Clock, ProviderName, TenantId
+
+logger = logging.getLogger("resilience.registry")
+
+RequestIdGetter = Callable[[], str | None]
+
+
+def _no_request_id() -> str | None:
+    return None
+
+
+class BreakerRegistry:
+    """Breakers keyed by (tenant, provider), with provider-wide gates under tenant `*`.
+
+    Args:
+        policy: defaults for every pair.
+        provider_policies: per-provider overrides (DESIGN.md `[providers.X.breaker]`).
+        sinks: audit sinks; each transition goes to every one of them.
+        clock: monotonic seconds, for cooldowns and windows.
+        wall_clock: epoch seconds, for audit timestamps.
+        idle_ttl_s: closed breakers untouched for this long may be forgotten.
+        request_id: returns the current request's id, stamped on transitions.
+        store: where breakers live; by default this process's memory.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: BreakerPolicy | None = None,
+        provider_policies: Mapping[ProviderName, BreakerPolicy] | None = None,
+        sinks: Iterable[AuditSink] = (),
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        idle_ttl_s: float = 300.0,
+        request_id: RequestIdGetter = _no_request_id,
+        store: BreakerStore | None = None,
+    ) -> None:
+        self.policy = policy or BreakerPolicy()
+        self.provider_policies = MappingProxyType(dict(provider_policies or {}))
+        self._sinks: list[AuditSink] = list(sinks)
+        self._request_id = request_id
+        self.store: BreakerStore = store or MemoryStore(
+            policy_for=self.policy_for,
+            emit=self._emit,
+            clock=clock,
+            wall_clock=wall_clock,
+            idle_ttl_s=idle_ttl_s,
+        )
+        self.get: Callable[[TenantId, ProviderName], CircuitBreaker] = self.store.get
+        """The breaker of a pair, created on first use: the per-request lookup."""
+
+    def policy_for(self, provider: ProviderName) -> BreakerPolicy:
+        return self.provider_policies.get(provider, self.policy)
+
+    def add_sink(self, sink: AuditSink) -> None:
+        self._sinks.append(sink)
+
+    def acquire(self, tenant: TenantId, provider: ProviderName) -> Permit:
+        """Shortcut for `get(tenant, provider).acquire()`."""
+        return self.store.get(tenant, provider).acquire()
+
+    # -- admin -------------------------------------------------------------------------------
+
+    def reset(
+        self,
+        tenant: TenantId,
+        provider: ProviderName,
+        *,
+        actor: str | None = None,
+        note: str | None = None,
+    ) -> BreakerSnapshot:
+        """Close a breaker (tenant `*` closes the provider-wide one)."""
+        breaker = self._breaker(tenant, provider)
+        breaker.reset(actor=actor, note=note)
+        return breaker.snapshot()
+
+    def force_open(
+        self,
+        tenant: TenantId,
+        provider: ProviderName,
+        *,
+        actor: str | None = None,
+        duration_s: float | None = None,
+        note: str | None = None,
+    ) -> BreakerSnapshot:
+        """Isolate a pair (tenant `*`: the provider for everyone) until reset or `duration_s`."""
+        breaker = self._breaker(tenant, provider)
+        breaker.force_open(actor=actor, duration_s=duration_s, note=note)
+        return breaker.snapshot()
+
+    def snapshot(self, tenant: TenantId, provider: ProviderName) -> BreakerSnapshot | None:
+        """A live breaker's state, or None if the pair has none (it would start closed)."""
+        breaker = self.store.peek(tenant, provider)
+        return breaker.snapshot() if breaker is not None else None
+
+    def circuits(
+        self,
+        *,
+        tenant: TenantId | None = None,
+        provider: ProviderName | None = None,
+        state: BreakerState | None = None,
+    ) -> list[BreakerSnapshot]:
+        """Live breakers, filtered, sorted by (tenant, provider)."""
+        found = []
+        for breaker in self.store.breakers():
+            if tenant is not None and breaker.tenant != tenant:
+                continue
+            if provider is not None and breaker.provider != provider:
+                continue
+            snap = breaker.snapshot()
+            if state is None or snap.state is state:
+                found.append(snap)
+        found.sort(key=lambda s: (s.tenant, s.provider))
+        return found
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __repr__(self) -> str:
+        return f"BreakerRegistry(breakers={len(self.store)}, sinks={len(self._sinks)})"
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _breaker(self, tenant: TenantId, provider: ProviderName) -> CircuitBreaker:
+        if tenant == PROVIDER_WIDE:
+            return self.store.gate(provider)
+        return self.store.get(tenant, provider)
+
+    def _emit(self, event: BreakerTransition) -> None:
+        if event.request_id is None:
+            request_id = self._request_id()
+            if request_id is not None:
+                event = replace(event, request_id=request_id)
+        for sink in self._sinks:
+            try:
+                sink.emit(event)
+            except Exception:
+                logger.exception("audit sink %r failed on %s", sink, event.id)

@@ -1,0 +1,35 @@
+"""The `BreakerStore` protocol: how the registry finds, lists and forgets breakers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from resilience.breaker import CircuitBreaker
+from resilience.types import ProviderName, TenantId
+
+
+class BreakerStore(Protocol):
+    """Holds the breakers of every (tenant, provider) pair and the provider-wide gates."""
+
+    def get(self, tenant: TenantId, provider: ProviderName) -> CircuitBreaker:
+        """The breaker for the pair, created closed on first use. Called on every request."""
+        ...
+
+    def peek(self, tenant: TenantId, provider: ProviderName) -> CircuitBreaker | None:
+        """The breaker if it is live, without creating it."""
+        ...
+
+    def gate(self, provider: ProviderName) -> CircuitBreaker:
+        """The provider-wide breaker (tenant `*`) of a provider."""
+        ...
+
+    def breakers(self) -> Iterator[CircuitBreaker]:
+        """Every live breaker, provider-wide gates included."""
+        ...
+
+    def evict_idle(self) -> int:
+        """Forget breakers idle for the store's time to live; returns how many were dropped."""
+        ...
+
+    def __len__(self) -> int: ...

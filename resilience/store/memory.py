@@ -1,0 +1,148 @@
+"""Breakers in this process's memory, with idle eviction and provider-wide opening.
+
+Eviction keeps two generations of breakers. A lookup hits the current one; a
+breaker found only in the previous generation is moved forward. Every
+`idle_ttl_s` the previous generation is dropped and the current one becomes
+previous, so a closed breaker untouched for between one and two TTLs is
+forgotten and comes back closed when its tenant returns. Breakers that are not
+closed are pinned and never dropped. Memory follows active tenants, with O(1)
+work per lookup and no sweep over every breaker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from resilience.breaker import CircuitBreaker
+from resilience.errors import ErrorKind
+from resilience.events import BreakerState, BreakerTransition
+from resilience.policies import BreakerPolicy
+from resilience.types import PROVIDER_WIDE, BreakerKey, Clock, ProviderName, TenantId
+
+Emit = Callable[[BreakerTransition], None]
+
+
+class MemoryStore:
+    """The default `BreakerStore`: one process, one event loop."""
+
+    def __init__(
+        self,
+        *,
+        policy_for: Callable[[ProviderName], BreakerPolicy],
+        emit: Emit,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        idle_ttl_s: float = 300.0,
+    ) -> None:
+        if not idle_ttl_s > 0:
+            raise ValueError(f"idle_ttl_s: must be > 0, got {idle_ttl_s!r}")
+        self._policy_for = policy_for
+        self._emit = emit
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._idle_ttl_s = idle_ttl_s
+        self._current: dict[BreakerKey, CircuitBreaker] = {}
+        self._previous: dict[BreakerKey, CircuitBreaker] = {}
+        self._pinned: dict[BreakerKey, CircuitBreaker] = {}
+        self._gates: dict[ProviderName, CircuitBreaker] = {}
+        self._rotate_at = clock() + idle_ttl_s
+        self._trips: dict[ProviderName, dict[TenantId, float]] = {}
+
+    def get(self, tenant: TenantId, provider: ProviderName) -> CircuitBreaker:
+        breaker = self._current.get((tenant, provider))
+        if breaker is None:
+            breaker = self._miss(tenant, provider)
+        return breaker
+
+    def peek(self, tenant: TenantId, provider: ProviderName) -> CircuitBreaker | None:
+        if tenant == PROVIDER_WIDE:
+            return self._gates.get(provider)
+        key = (tenant, provider)
+        return self._current.get(key) or self._previous.get(key) or self._pinned.get(key)
+
+    def gate(self, provider: ProviderName) -> CircuitBreaker:
+        gate = self._gates.get(provider)
+        if gate is None:
+            gate = CircuitBreaker(
+                PROVIDER_WIDE,
+                provider,
+                policy=self._policy_for(provider),
+                clock=self._clock,
+                wall_clock=self._wall_clock,
+                observer=self,
+            )
+            self._gates[provider] = gate
+        return gate
+
+    def breakers(self) -> Iterator[CircuitBreaker]:
+        yield from self._gates.values()
+        seen: set[BreakerKey] = set()
+        for generation in (self._pinned, self._current, self._previous):
+            for key, breaker in generation.items():
+                if key not in seen:
+                    seen.add(key)
+                    yield breaker
+
+    def evict_idle(self) -> int:
+        """Drop the previous generation now (normally done every `idle_ttl_s` on a miss)."""
+        before = len(self)
+        self._rotate(self._clock())
+        return before - len(self)
+
+    def __len__(self) -> int:
+        keys = self._current.keys() | self._previous.keys() | self._pinned.keys()
+        return len(keys)
+
+    # -- BreakerObserver ---------------------------------------------------------------------
+
+    def transitioned(self, breaker: CircuitBreaker, event: BreakerTransition) -> None:
+        if breaker.tenant != PROVIDER_WIDE:
+            key = (breaker.tenant, breaker.provider)
+            if event.to_state is BreakerState.CLOSED:
+                self._pinned.pop(key, None)
+            else:
+                self._pinned[key] = breaker
+        elif event.to_state is BreakerState.OPEN:
+            self._trips.pop(breaker.provider, None)
+        self._emit(event)
+
+    def tripped(self, breaker: CircuitBreaker, kind: ErrorKind, now: float) -> None:
+        """A tenant's breaker opened on a provider-scoped error: maybe the provider is down."""
+        policy = self._policy_for(breaker.provider)
+        if policy.provider_wide_min_tenants == 0 or breaker.tenant == PROVIDER_WIDE:
+            return
+        trips = self._trips.setdefault(breaker.provider, {})
+        trips[breaker.tenant] = now
+        horizon = now - policy.window_s
+        for tenant in [t for t, at in trips.items() if at < horizon]:
+            del trips[tenant]
+        if len(trips) >= policy.provider_wide_min_tenants:
+            tenants = sorted(trips)
+            self.gate(breaker.provider).open_provider_wide(now, tenants)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _miss(self, tenant: TenantId, provider: ProviderName) -> CircuitBreaker:
+        now = self._clock()
+        if now >= self._rotate_at:
+            self._rotate(now)
+        key = (tenant, provider)
+        breaker = self._previous.pop(key, None) or self._pinned.get(key)
+        if breaker is None:
+            breaker = CircuitBreaker(
+                tenant,
+                provider,
+                policy=self._policy_for(provider),
+                clock=self._clock,
+                wall_clock=self._wall_clock,
+                observer=self,
+                gate=self.gate(provider),
+            )
+        self._current[key] = breaker
+        return breaker
+
+    def _rotate(self, now: float) -> None:
+        self._previous = self._current
+        self._current = dict(self._pinned)
+        self._rotate_at = now + self._idle_ttl_s
