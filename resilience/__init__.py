@@ -1,13 +1,26 @@
 """Per-tenant resilience for LLM calls: breakers, retries and fallback chains."""
 
 from resilience.breaker import BreakerSnapshot, CircuitBreaker, Permit
-from resilience.errors import ErrorKind
+from resilience.deadline import Deadline
+from resilience.errors import Classification, ErrorKind, classify, parse_retry_after
 from resilience.events import AuditSink, BreakerState, BreakerTransition, TransitionReason
-from resilience.exceptions import CircuitOpenError, ProviderError, ResilienceError
-from resilience.policies import BreakerPolicy
+from resilience.exceptions import (
+    AllTargetsFailed,
+    CircuitOpenError,
+    NoTenantError,
+    ProviderError,
+    ResilienceError,
+    UnknownRouteError,
+)
+from resilience.policies import BreakerPolicy, RetryPolicy
 from resilience.registry import BreakerRegistry
+from resilience.resolvers import ApiKeyResolver, HeaderResolver
+from resilience.routes import Route, Target
+from resilience.tenancy import TenantMiddleware, current_tenant, tenant_scope
 
 __all__ = [
+    "AllTargetsFailed",
+    "ApiKeyResolver",
     "AuditSink",
     "BreakerPolicy",
     "BreakerRegistry",
@@ -16,9 +29,22 @@ __all__ = [
     "BreakerTransition",
     "CircuitBreaker",
     "CircuitOpenError",
+    "Classification",
+    "Deadline",
     "ErrorKind",
+    "HeaderResolver",
+    "NoTenantError",
     "Permit",
     "ProviderError",
     "ResilienceError",
+    "RetryPolicy",
+    "Route",
+    "Target",
+    "TenantMiddleware",
     "TransitionReason",
+    "UnknownRouteError",
+    "classify",
+    "current_tenant",
+    "parse_retry_after",
+    "tenant_scope",
 ]

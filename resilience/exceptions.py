@@ -5,18 +5,27 @@
     ├── CircuitOpenError          the breaker refused the call; .retry_after_s says when
     ├── ProviderError             a classified provider failure: .kind, .status_code,
     │                             .retry_after_s; __cause__ is the SDK's exception
-    └── StreamTruncatedError      a stream ended cleanly but without its end marker
-                                  (`message_stop` / `[DONE]`): raised by adapters, classified
-                                  invalid_response (stream_interrupted once output began)
+    ├── StreamTruncatedError      a stream ended cleanly but without its end marker
+    │                             (`message_stop` / `[DONE]`): raised by adapters, classified
+    │                             invalid_response (stream_interrupted once output began)
+    ├── UnknownRouteError         the route name is neither a route nor `provider:model`
+    └── AllTargetsFailed          every target of the route failed or was skipped; .outcomes
+                                  per target, .retry_after_s = the soonest breaker reopening
 
 `resilience.errors.classify()` produces the classification a ProviderError carries.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from resilience.errors import ErrorKind
 from resilience.events import BreakerState
 from resilience.types import ProviderName, TenantId
+
+if TYPE_CHECKING:
+    from resilience.outcomes import TargetOutcome
 
 
 class ResilienceError(Exception):
@@ -88,3 +97,28 @@ class ProviderError(ResilienceError):
 
 class StreamTruncatedError(ResilienceError):
     """The upstream closed the stream without its end marker: output is incomplete."""
+
+
+class UnknownRouteError(ResilienceError, LookupError):
+    """The caller named a route that does not exist (nor a known `provider:model`)."""
+
+
+class AllTargetsFailed(ResilienceError):
+    """No target of the route answered. The gateway returns 503 with `Retry-After`."""
+
+    def __init__(
+        self,
+        route: str,
+        outcomes: Sequence[TargetOutcome],
+        *,
+        tenant: TenantId | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        parts = ", ".join(
+            f"{o.target}: {o.status}" + (f" ({o.kind})" if o.kind else "") for o in outcomes
+        )
+        super().__init__(f"all targets of route {route!r} failed: {parts}", tenant=tenant)
+        self.route = route
+        self.outcomes = tuple(outcomes)
+        self.retry_after_s = retry_after_s
+        """Seconds until the soonest target may be tried again; None when unknown."""

@@ -1,0 +1,202 @@
+"""Retries of one target, through tenacity: full jitter, Retry-After, a budget, one deadline.
+
+`retry_call(fn, ...)` runs `fn(attempt_number)` under `tenacity.AsyncRetrying`
+with policies built from a `RetryPolicy`:
+
+- retry: only a `ProviderError` whose kind is retryable (timeouts, network,
+  overload, server errors, invalid responses). Rate limits are not retried
+  here: the client moves to the next target at once and waits Retry-After only
+  as the last resort (`wait_retry_after`). Anything else, cancellation
+  included, propagates unchanged after one attempt.
+- wait: the error's Retry-After when it has one, else full jitter
+  `uniform(0, min(max_delay_s, base_delay_s * 2**(n-1)))`.
+- stop: after `max_attempts`; when the wait would not fit the deadline; when a
+  Retry-After exceeds `max_retry_after_s`; when the (tenant, provider) budget
+  has no retry left. Stopping re-raises the last error.
+
+The retry budget keeps retries to `budget_ratio` of the pair's requests in the
+last `budget_window_s` (plus `budget_min_retries`), so an outage cannot
+multiply the load on a struggling provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import tenacity
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from resilience.deadline import Deadline
+from resilience.exceptions import ProviderError
+from resilience.policies import RetryPolicy
+from resilience.types import BreakerKey, Clock, Sleep
+from resilience.window import SlidingCount
+
+__all__ = [
+    "RetryBudget",
+    "RetryBudgets",
+    "RetryPolicy",
+    "full_jitter",
+    "retry_call",
+    "wait_retry_after",
+]
+
+T = TypeVar("T")
+
+
+def full_jitter(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
+    """AWS-style full jitter: spreads retries of many clients over the whole backoff interval."""
+    return rng.uniform(0.0, min(cap, base * 2 ** (attempt - 1)))
+
+
+class RetryBudget:
+    """Retries allowed for one (tenant, provider) pair: a share of its recent requests."""
+
+    __slots__ = ("_policy", "_requests", "_retries")
+
+    def __init__(self, policy: RetryPolicy, clock: Clock = time.monotonic) -> None:
+        self._policy = policy
+        self._requests = SlidingCount(policy.budget_window_s, clock)
+        self._retries = SlidingCount(policy.budget_window_s, clock)
+
+    def record_request(self) -> None:
+        self._requests.add()
+
+    def can_retry(self) -> bool:
+        allowed = (
+            self._policy.budget_min_retries + self._policy.budget_ratio * self._requests.count()
+        )
+        return self._retries.count() < allowed
+
+    def record_retry(self) -> None:
+        self._retries.add()
+
+    def __repr__(self) -> str:
+        return f"RetryBudget(requests={self._requests.count()}, retries={self._retries.count()})"
+
+
+class RetryBudgets:
+    """Budgets by (tenant, provider); a pair idle for two windows is forgotten (two generations)."""
+
+    def __init__(self, policy: RetryPolicy, *, clock: Clock = time.monotonic) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._current: dict[BreakerKey, RetryBudget] = {}
+        self._previous: dict[BreakerKey, RetryBudget] = {}
+        self._rotate_at = clock() + policy.budget_window_s
+
+    def get(self, key: BreakerKey) -> RetryBudget:
+        budget = self._current.get(key)
+        if budget is None:
+            now = self._clock()
+            if now >= self._rotate_at:
+                self._previous, self._current = self._current, {}
+                self._rotate_at = now + self._policy.budget_window_s
+            budget = self._previous.pop(key, None) or RetryBudget(self._policy, self._clock)
+            self._current[key] = budget
+        return budget
+
+    def __len__(self) -> int:
+        return len(self._current) + len(self._previous)
+
+
+class _WaitJitterOrRetryAfter(wait_base):
+    """Retry-After when the provider sent one, full jitter otherwise."""
+
+    def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
+        self._policy = policy
+        self._rng = rng
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        error = _error(retry_state)
+        if error is not None and error.retry_after_s is not None:
+            return error.retry_after_s
+        policy = self._policy
+        return full_jitter(
+            retry_state.attempt_number,
+            base=policy.base_delay_s,
+            cap=policy.max_delay_s,
+            rng=self._rng,
+        )
+
+
+class _StopWhenNoRoom(stop_base):
+    """Stop on attempts, deadline, Retry-After cap or budget; spends the budget when it goes on."""
+
+    def __init__(self, policy: RetryPolicy, deadline: Deadline, budget: RetryBudget | None) -> None:
+        self._policy = policy
+        self._deadline = deadline
+        self._budget = budget
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        if retry_state.attempt_number >= self._policy.max_attempts:
+            return True
+        wait = retry_state.upcoming_sleep
+        error = _error(retry_state)
+        retry_after = error.retry_after_s if error is not None else None
+        if retry_after is not None and retry_after > self._policy.max_retry_after_s:
+            return True
+        if not self._deadline.fits(wait):
+            return True
+        if self._budget is not None:
+            if not self._budget.can_retry():
+                return True
+            self._budget.record_retry()
+        return False
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderError) and exc.kind.policy.retryable
+
+
+def _error(retry_state: tenacity.RetryCallState) -> ProviderError | None:
+    outcome = retry_state.outcome
+    if outcome is None or not outcome.failed:
+        return None
+    exc = outcome.exception()
+    return exc if isinstance(exc, ProviderError) else None
+
+
+async def retry_call(
+    fn: Callable[[int], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    deadline: Deadline,
+    budget: RetryBudget | None = None,
+    sleep: Sleep = asyncio.sleep,
+    rng: random.Random | None = None,
+) -> T:
+    """Call `fn(attempt_number)` (1-based) until it succeeds or a stop rule says no more.
+
+    Raises the last `ProviderError` when retries stop (its `attempt` says which
+    attempt it came from), or any other exception from `fn` at once.
+    """
+    if budget is not None:
+        budget.record_request()
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(_retryable),
+        wait=_WaitJitterOrRetryAfter(policy, rng or random.Random()),
+        stop=_StopWhenNoRoom(policy, deadline, budget),
+        sleep=sleep,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await fn(attempt.retry_state.attempt_number)
+    raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+
+
+async def wait_retry_after(
+    seconds: float, *, policy: RetryPolicy, deadline: Deadline, sleep: Sleep = asyncio.sleep
+) -> bool:
+    """Wait out a Retry-After if it fits `max_retry_after_s` and the deadline; True if it did."""
+    if seconds > policy.max_retry_after_s or not deadline.fits(seconds):
+        return False
+    if seconds > 0:
+        await sleep(seconds)
+    return True
