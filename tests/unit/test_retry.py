@@ -94,7 +94,7 @@ async def test_other_exceptions_and_cancellation_are_not_retried(clock: FakeCloc
     for exc in (ValueError("bug"), asyncio.CancelledError()):
         calls: list[int] = []
 
-        async def fn(number: int, exc: BaseException = exc) -> str:
+        async def fn(number: int, exc: BaseException = exc, calls: list[int] = calls) -> str:
             calls.append(number)
             raise exc
 
