@@ -55,17 +55,19 @@ class BreakerRegistry:
         request_id: RequestIdGetter = _no_request_id,
         store: BreakerStore | None = None,
     ) -> None:
-        self.policy = policy or BreakerPolicy()
+        self.policy = policy if policy is not None else BreakerPolicy()
         self.provider_policies = MappingProxyType(dict(provider_policies or {}))
         self._sinks: list[AuditSink] = list(sinks)
         self._request_id = request_id
-        self.store: BreakerStore = store or MemoryStore(
-            policy_for=self.policy_for,
-            emit=self._emit,
-            clock=clock,
-            wall_clock=wall_clock,
-            idle_ttl_s=idle_ttl_s,
-        )
+        if store is None:  # not `store or ...`: an empty store is falsy (it has __len__)
+            store = MemoryStore(
+                policy_for=self.policy_for,
+                emit=self._emit,
+                clock=clock,
+                wall_clock=wall_clock,
+                idle_ttl_s=idle_ttl_s,
+            )
+        self.store: BreakerStore = store
         self.get: Callable[[TenantId, ProviderName], CircuitBreaker] = self.store.get
         """The breaker of a pair, created on first use: the per-request lookup."""
 

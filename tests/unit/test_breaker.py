@@ -570,3 +570,13 @@ def test_a_breaker_in_use_survives_rotation(clock: FakeClock) -> None:
         succeed(reg, tenant=f"new-{i}")  # misses rotate the generations
     assert reg.get("busy", "openai") is first
     assert len(reg) <= 4
+
+
+def test_an_empty_store_passed_in_is_used_not_replaced(clock: FakeClock, sink: MemorySink) -> None:
+    from resilience.store import MemoryStore
+
+    events: list[object] = []
+    store = MemoryStore(policy_for=lambda p: BreakerPolicy(), emit=events.append, clock=clock)
+    assert len(store) == 0  # falsy, which once made the registry build its own
+    reg = BreakerRegistry(store=store, clock=clock, wall_clock=clock.wall)
+    assert reg.store is store
