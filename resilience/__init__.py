@@ -1,6 +1,8 @@
 """Per-tenant resilience for LLM calls: breakers, retries and fallback chains."""
 
 from resilience.breaker import BreakerSnapshot, CircuitBreaker, Permit
+from resilience.client import ResilientClient, TenantPolicy
+from resilience.config import ConfigError, load_config
 from resilience.deadline import Deadline
 from resilience.errors import Classification, ErrorKind, classify, parse_retry_after
 from resilience.events import AuditSink, BreakerState, BreakerTransition, TransitionReason
@@ -12,10 +14,13 @@ from resilience.exceptions import (
     ResilienceError,
     UnknownRouteError,
 )
+from resilience.models import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, Message
+from resilience.outcomes import OutcomeStatus, Result, TargetOutcome
 from resilience.policies import BreakerPolicy, RetryPolicy
 from resilience.registry import BreakerRegistry
 from resilience.resolvers import ApiKeyResolver, HeaderResolver
 from resilience.routes import Route, Target
+from resilience.streaming import ResilientStream
 from resilience.tenancy import TenantMiddleware, current_tenant, tenant_scope
 
 __all__ = [
@@ -27,24 +32,37 @@ __all__ = [
     "BreakerSnapshot",
     "BreakerState",
     "BreakerTransition",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
     "CircuitBreaker",
     "CircuitOpenError",
     "Classification",
+    "ConfigError",
     "Deadline",
+    "EmbeddingRequest",
     "ErrorKind",
     "HeaderResolver",
+    "Message",
     "NoTenantError",
+    "OutcomeStatus",
     "Permit",
     "ProviderError",
     "ResilienceError",
+    "ResilientClient",
+    "ResilientStream",
+    "Result",
     "RetryPolicy",
     "Route",
     "Target",
+    "TargetOutcome",
     "TenantMiddleware",
+    "TenantPolicy",
     "TransitionReason",
     "UnknownRouteError",
     "classify",
     "current_tenant",
+    "load_config",
     "parse_retry_after",
     "tenant_scope",
 ]

@@ -20,16 +20,20 @@ bounds the time to the first chunk. When nothing answers: `AllTargetsFailed`.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import httpx2
 
 from resilience.attempt import DeadlineExceeded, attempt
 from resilience.breaker import CircuitBreaker, Permit
 from resilience.deadline import Deadline
 from resilience.errors import ErrorKind
+from resilience.events import AuditSink
 from resilience.exceptions import (
     AllTargetsFailed,
     CircuitOpenError,
@@ -45,13 +49,16 @@ from resilience.models import (
 )
 from resilience.outcomes import OutcomeStatus, Result, TargetOutcome
 from resilience.policies import RetryPolicy
-from resilience.providers.base import Provider
+from resilience.providers.base import Provider, build_provider
 from resilience.registry import BreakerRegistry
 from resilience.retry import RetryBudgets, retry_call, wait_retry_after
 from resilience.routes import Route, Target
 from resilience.streaming import ResilientStream
 from resilience.tenancy import current_request_id, current_tenant
 from resilience.types import Clock, ProviderName, Sleep, TenantId
+
+if TYPE_CHECKING:
+    from resilience.config import Config
 
 T = TypeVar("T")
 Call = Callable[[], Awaitable[T]]
@@ -128,11 +135,66 @@ class ResilientClient:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._direct_routes: dict[str, Route] = {}
         for route in self.routes.values():
             self._check_route(route)
         for policy in self.tenants.values():
             for route in policy.routes.values():
                 self._check_route(route)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        environ: Mapping[str, str] = os.environ,
+        sinks: Iterable[AuditSink] = (),
+        http_client: httpx2.AsyncClient | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> ResilientClient:
+        """Build providers, breakers, routes and tenant policies from a loaded `Config`.
+
+        `http_client` (optional) is shared by every provider, e.g. one on the chaos
+        upstream's transport in tests; by default each provider has its own pool.
+        """
+        providers = {
+            name: build_provider(
+                name,
+                kind=p.kind,
+                api_key=p.api_key(environ),
+                base_url=p.base_url,
+                timeout_s=p.timeout_s,
+                location=p.location,
+                can_embed=p.embeddings,
+                http_client=http_client,
+            )
+            for name, p in config.providers.items()
+        }
+        registry = BreakerRegistry(
+            policy=config.breaker,
+            provider_policies={name: p.breaker for name, p in config.providers.items()},
+            sinks=sinks,
+            clock=clock,
+            request_id=current_request_id,
+        )
+        tenants = {
+            tenant_id: TenantPolicy(
+                local_only=t.local_only,
+                routes=t.routes,
+                api_keys={p: environ[env] for p, env in t.provider_keys.items() if env in environ},
+            )
+            for tenant_id, t in config.tenants.items()
+        }
+        return cls(
+            providers=providers,
+            routes=config.routes,
+            tenants=tenants,
+            registry=registry,
+            retry=config.retry,
+            clock=clock,
+            sleep=sleep,
+        )
 
     # -- the three calls ---------------------------------------------------------------------
 
@@ -198,10 +260,16 @@ class ResilientClient:
         found = policy.routes.get(name) or self.routes.get(name)
         if found is not None:
             return found
+        direct = self._direct_routes.get(name)
+        if direct is not None:
+            return direct
         if ":" in name:
             target = Target.parse(name)
             if target.provider in self.providers:
-                return Route(name=name, targets=(target,))
+                route = Route(name=name, targets=(target,))
+                if len(self._direct_routes) < 10_000:  # names come from callers: stay bounded
+                    self._direct_routes[name] = route
+                return route
         raise UnknownRouteError(
             f"unknown route {name!r}: not a configured route, nor provider:model of a "
             f"configured provider ({', '.join(sorted(self.providers))})",

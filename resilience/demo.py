@@ -54,6 +54,15 @@ DEMO_BREAKER = BreakerPolicy(
 DEMO_RETRY = RetryPolicy(max_attempts=2, base_delay_s=0.05, max_delay_s=0.2, deadline_s=10)
 
 
+def revoke_globex_key(chaos: ChaosUpstream) -> None:
+    chaos.add_fault(Fault(status=401), upstream="openai", api_key="globex-key")
+
+
+def restore(chaos: ChaosUpstream) -> None:
+    chaos.clear_faults()
+    revoke_globex_key(chaos)
+
+
 @dataclass
 class Phase:
     title: str
@@ -66,14 +75,14 @@ PHASES = [
     Phase(
         "globex's own OpenAI key is revoked (401)",
         4.0,
-        lambda chaos: chaos.add_fault(Fault(status=401), upstream="openai", api_key="globex-key"),
+        revoke_globex_key,
     ),
     Phase(
         "OpenAI is down (503)",
         6.0,
         lambda chaos: chaos.add_fault(Fault(status=503), upstream="openai", api_key="shared-key"),
     ),
-    Phase("OpenAI is back", 8.0, lambda chaos: chaos.clear_faults()),
+    Phase("OpenAI is back (globex's key stays revoked)", 8.0, lambda chaos: restore(chaos)),
     Phase(
         "initech sends a burst and is rate limited (429, Retry-After 2s)",
         3.0,

@@ -41,7 +41,7 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     metadata: JSON = field(default_factory=dict)
     extra: JSON = field(default_factory=dict)
-    """Provider-specific parameters, passed to the SDK call as they are."""
+    """Provider-specific body fields, sent as the SDK call's `extra_body`."""
 
     def __post_init__(self) -> None:
         if not self.messages:

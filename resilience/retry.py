@@ -178,6 +178,22 @@ async def retry_call(
     """
     if budget is not None:
         budget.record_request()
+    try:
+        return await fn(1)
+    except ProviderError as exc:
+        if not _retryable(exc):
+            raise
+        first: ProviderError | None = exc
+    # Only a retryable failure pays for tenacity's machinery: the first failure is
+    # replayed to it as attempt 1, so every retry decision is tenacity's.
+
+    async def step(number: int) -> T:
+        nonlocal first
+        if first is not None:
+            replayed, first = first, None
+            raise replayed
+        return await fn(number)
+
     retrying = tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(_retryable),
         wait=_WaitJitterOrRetryAfter(policy, rng or random.Random()),
@@ -187,7 +203,7 @@ async def retry_call(
     )
     async for attempt in retrying:
         with attempt:
-            return await fn(attempt.retry_state.attempt_number)
+            return await step(attempt.retry_state.attempt_number)
     raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
 
 

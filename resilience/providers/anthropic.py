@@ -1,4 +1,10 @@
-"""Adapter over `anthropic.AsyncAnthropic` (the Messages API)."""
+"""Adapter over `anthropic.AsyncAnthropic` (the Messages API).
+
+The pinned SDK (anthropic 2.12) has no sampling parameters on `messages.create`:
+`temperature` and `top_p` of a request are not sent to Anthropic. A compatible
+server that wants them can get them through `ChatRequest.extra` (sent as extra
+body fields).
+"""
 
 from __future__ import annotations
 
@@ -136,10 +142,6 @@ def to_params(request: ChatRequest, model: str) -> dict[str, Any]:
     }
     if system:
         params["system"] = "\n\n".join(system)
-    if request.temperature is not None:
-        params["temperature"] = request.temperature
-    if request.top_p is not None:
-        params["top_p"] = request.top_p
     if request.stop:
         params["stop_sequences"] = list(request.stop)
     if request.tools:
@@ -148,5 +150,6 @@ def to_params(request: ChatRequest, model: str) -> dict[str, Any]:
         params["tool_choice"] = request.tool_choice
     if "user_id" in request.metadata:
         params["metadata"] = {"user_id": str(request.metadata["user_id"])}
-    params.update(request.extra)
+    if request.extra:
+        params["extra_body"] = dict(request.extra)
     return params

@@ -69,10 +69,10 @@ class OpenAIProvider:
     ) -> ChatResponse:
         completion = await self.client(api_key).chat.completions.create(**to_params(request, model))
         choice = completion.choices[0]
-        message = choice.message.model_dump(exclude_none=True)
         text = choice.message.content or ""
         blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
-        blocks.extend({"type": "tool_call", **call} for call in message.get("tool_calls", []))
+        calls = choice.message.tool_calls or ()
+        blocks.extend({"type": "tool_call", **c.model_dump(exclude_none=True)} for c in calls)
         usage = completion.usage
         return ChatResponse(
             text=text,
@@ -161,5 +161,6 @@ def to_params(request: ChatRequest, model: str) -> dict[str, Any]:
         params["tool_choice"] = request.tool_choice
     if "user_id" in request.metadata:
         params["user"] = str(request.metadata["user_id"])
-    params.update(request.extra)
+    if request.extra:
+        params["extra_body"] = dict(request.extra)
     return params

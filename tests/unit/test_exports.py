@@ -5,6 +5,11 @@ from __future__ import annotations
 import resilience
 
 DOCUMENTED = {
+    "AllTargetsFailed",
+    "ResilientClient",
+    "Route",
+    "Target",
+    "load_config",
     "BreakerPolicy",
     "BreakerRegistry",
     "BreakerState",

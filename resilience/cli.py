@@ -1,0 +1,71 @@
+"""The `resilience` command: check a config, run the chaos upstream, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from resilience.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"config error: cannot read {args.config}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(
+        f"ok: {len(config.providers)} providers, {len(config.routes)} routes, "
+        f"{len(config.tenants)} tenants, {len(config.admin_tokens)} admin tokens"
+    )
+    return 0
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from resilience.chaos.server import run
+
+    run(host=args.host, port=args.port)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from resilience.demo import run_demo
+
+    return asyncio.run(run_demo(fast=args.fast))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resilience", description="Per-tenant resilience for LLM calls."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check-config", help="validate a TOML config and exit")
+    check.add_argument("config", nargs="?", default=None, help="path (default: $RESILIENCE_CONFIG)")
+    check.set_defaults(run=_check_config)
+
+    chaos = commands.add_parser("chaos", help="serve the fake Anthropic/OpenAI upstream")
+    chaos.add_argument("--host", default="127.0.0.1")
+    chaos.add_argument("--port", type=int, default=8900)
+    chaos.set_defaults(run=_chaos)
+
+    demo = commands.add_parser("demo", help="an outage routed around, on the chaos upstream")
+    demo.add_argument("--fast", action="store_true", help="a shorter run (CI)")
+    demo.set_defaults(run=_demo)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
