@@ -1,4 +1,4 @@
-"""The `resilience` command: check a config, run the chaos upstream, run the demo."""
+"""The `resilience` command: check a config, run the chaos upstream or the demo, migrate."""
 
 from __future__ import annotations
 
@@ -39,6 +39,16 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(fast=args.fast))
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from resilience.audit.database import database_url, migrate
+
+    url = database_url(args.database_url)
+    asyncio.run(migrate(url))
+    shown = url.split("@")[-1] if "@" in url else url
+    print(f"audit database is at the latest schema ({shown})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resilience", description="Per-tenant resilience for LLM calls."
@@ -58,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="a shorter run (CI)")
     demo.set_defaults(run=_demo)
 
+    migrate = commands.add_parser("migrate", help="bring the audit database to the latest schema")
+    migrate.add_argument(
+        "--database-url", default=None, help="default: $DATABASE_URL, else the embedded SQLite file"
+    )
+    migrate.set_defaults(run=_migrate)
     return parser
 
 

@@ -1,0 +1,130 @@
+"""The database sink never blocks or raises, and loses nothing through overflow, outage or crash."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from resilience.audit.database import create_engine
+from resilience.audit.schema import breaker_events
+from resilience.audit.sink import DatabaseSink
+from resilience.audit.spool import Spool
+from resilience.events import BreakerTransition
+from tests.audit.conftest import event
+
+DEAD = "postgresql://postgres@127.0.0.1:1/nothing"  # nothing listens on port 1
+
+
+def events(n: int, tenant: str = "t") -> list[BreakerTransition]:
+    return [
+        event(f"{tenant}{i % 50}", "openai", "closed", "open", "threshold", i / 60)
+        for i in range(n)
+    ]
+
+
+async def rows(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(
+            (await conn.execute(select(func.count()).select_from(breaker_events))).scalar() or 0
+        )
+
+
+class Sleeps:
+    """Records backoff waits and yields to the loop instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.sleep(0)
+
+
+async def test_emit_never_awaits_and_never_raises_with_the_database_down(tmp_path: Path) -> None:
+    assert not inspect.iscoroutinefunction(DatabaseSink.emit)
+    engine = create_engine(DEAD)
+    sleeps = Sleeps()
+    sink = DatabaseSink(engine, spool_path=tmp_path / "spool.jsonl", batch_age_s=0.01, sleep=sleeps)
+    await sink.start()
+    for e in events(1000):
+        sink.emit(e)  # returns at once: no awaiting, no raising
+    await asyncio.sleep(0.3)
+    await sink.aclose(timeout_s=2)
+    await engine.dispose()
+    assert sink.stats.failed_batches >= 1 and not sink.stats.database_up
+    assert sink.stats.written == 0
+    assert Spool(tmp_path / "spool.jsonl").count() == 1000
+    assert sleeps.waits and sleeps.waits == sorted(sleeps.waits)  # backoff grows
+
+
+async def test_queue_overflow_goes_to_the_spool_and_is_replayed(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    sink = DatabaseSink(
+        engine, spool_path=tmp_path / "spool.jsonl", queue_size=10, batch_age_s=0.01
+    )
+    await sink.start()
+    for e in events(300):  # no await in between: the writer cannot drain, the queue overflows
+        sink.emit(e)
+    await sink.aclose(timeout_s=10)
+    assert sink.stats.spooled >= 290
+    assert await rows(engine) == 300
+    assert not sink.spool.pending()
+
+
+async def test_a_crash_between_spool_write_and_replay_loses_nothing(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool.jsonl"
+    dead = create_engine(DEAD)
+    crashed = DatabaseSink(dead, spool_path=spool, batch_age_s=0.01, sleep=Sleeps())
+    await crashed.start()
+    for e in events(200):
+        crashed.emit(e)
+    for _ in range(100):
+        if crashed.stats.spooled >= 200:
+            break
+        await asyncio.sleep(0.02)
+    assert crashed._task is not None
+    crashed._task.cancel()  # killed before it could ever replay
+    await asyncio.gather(crashed._task, return_exceptions=True)
+    await dead.dispose()
+    assert Spool(spool).count() == 200
+    restarted = DatabaseSink(engine, spool_path=spool, batch_age_s=0.01)
+    await restarted.start()
+    await restarted.aclose()
+    assert restarted.stats.replayed == 200
+    assert await rows(engine) == 200
+    assert not Spool(spool).pending()
+
+
+async def test_shutdown_flushes_the_queue_and_spools_later_events(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    sink = DatabaseSink(engine, spool_path=tmp_path / "spool.jsonl", batch_age_s=5.0)
+    await sink.start()
+    for e in events(500):
+        sink.emit(e)
+    await sink.aclose(timeout_s=10)
+    assert await rows(engine) == 500
+    late = events(3, tenant="late")
+    for e in late:
+        sink.emit(e)  # after shutdown began: spooled, not lost
+    assert Spool(tmp_path / "spool.jsonl").count() == 3
+    again = DatabaseSink(engine, spool_path=tmp_path / "spool.jsonl")
+    await again.start()
+    await again.aclose()
+    assert await rows(engine) == 503
+
+
+async def test_a_sink_that_is_never_started_spools(tmp_path: Path) -> None:
+    engine = create_engine(DEAD)
+    sink = DatabaseSink(engine, spool_path=tmp_path / "spool.jsonl")
+    for e in events(5):
+        sink.emit(e)
+    await engine.dispose()
+    assert sink.stats.spooled == 5 and Spool(tmp_path / "spool.jsonl").count() == 5
