@@ -12,7 +12,6 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import anthropic
-import httpx2
 
 from resilience.exceptions import StreamTruncatedError
 from resilience.models import (
@@ -24,50 +23,18 @@ from resilience.models import (
     Usage,
     finish_reason,
 )
-from resilience.providers.base import Location, ProviderKind, SharedPool
-from resilience.types import ProviderName
+from resilience.providers.base import ProviderKind, SdkAdapter
 
-DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MAX_TOKENS = 1024
 
 
-class AnthropicProvider:
+class AnthropicProvider(SdkAdapter[anthropic.AsyncAnthropic]):
     """Anthropic, or anything that speaks its Messages API; it cannot embed."""
 
     kind: ProviderKind = "anthropic"
     can_embed = False
-
-    def __init__(
-        self,
-        name: ProviderName,
-        *,
-        api_key: str | None,
-        base_url: str | None = None,
-        timeout_s: float = 60.0,
-        location: Location = "cloud",
-        http_client: httpx2.AsyncClient | None = None,
-    ) -> None:
-        self.name = name
-        self.location: Location = location
-        self._base_url = base_url or DEFAULT_BASE_URL
-        self._timeout_s = timeout_s
-        self._default_key = api_key
-        self._pool = SharedPool(timeout_s, http_client)
-        self._clients: dict[str | None, anthropic.AsyncAnthropic] = {}
-
-    def client(self, api_key: str | None = None) -> anthropic.AsyncAnthropic:
-        """The SDK client for a key (the provider's own when None), on the shared pool."""
-        found = self._clients.get(api_key)
-        if found is None:
-            found = anthropic.AsyncAnthropic(
-                api_key=api_key or self._default_key or "unused",
-                base_url=self._base_url,
-                max_retries=0,
-                timeout=self._timeout_s,
-                http_client=self._pool.http,
-            )
-            self._clients[api_key] = found
-        return found
+    sdk = anthropic.AsyncAnthropic
+    default_base_url = "https://api.anthropic.com"
 
     async def complete(
         self, request: ChatRequest, *, model: str, api_key: str | None = None
@@ -115,12 +82,6 @@ class AnthropicProvider:
         self, request: EmbeddingRequest, *, model: str, api_key: str | None = None
     ) -> EmbeddingResponse:
         raise NotImplementedError(f"provider {self.name!r} (anthropic) cannot embed")
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
-
-    def __repr__(self) -> str:
-        return f"AnthropicProvider({self.name!r}, base_url={self._base_url!r})"
 
 
 def to_params(request: ChatRequest, model: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ retrying is the client's job alone, so attempts never multiply.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 import httpx2
 
@@ -88,20 +88,63 @@ def build_provider(
     )
 
 
-class SharedPool:
-    """One httpx2 pool per provider and one SDK client per API key on top of it.
+if TYPE_CHECKING:  # the SDKs load only with the adapter that needs them
+    import anthropic
+    import openai
+
+C = TypeVar("C", "anthropic.AsyncAnthropic", "openai.AsyncOpenAI")
+
+
+class SdkAdapter(Generic[C]):
+    """What both adapters share: one httpx2 pool per provider, one SDK client per API key.
 
     Per-tenant keys get their own SDK client (the key is part of the client),
-    but every client of a provider shares the connection pool.
+    but every client of a provider shares the connection pool. The SDK client
+    is built explicitly: base URL and timeout set, SDK retries off.
     """
 
-    def __init__(self, timeout_s: float, http_client: httpx2.AsyncClient | None) -> None:
-        self.owns_http = http_client is None
-        self.http = http_client or httpx2.AsyncClient(
+    sdk: type[C]
+    default_base_url: str
+
+    def __init__(
+        self,
+        name: ProviderName,
+        *,
+        api_key: str | None,
+        base_url: str | None = None,
+        timeout_s: float = 60.0,
+        location: Location = "cloud",
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        self.name = name
+        self.location: Location = location
+        self._base_url = base_url or self.default_base_url
+        self._timeout_s = timeout_s
+        self._default_key = api_key
+        self._owns_http = http_client is None
+        self._http = http_client or httpx2.AsyncClient(
             timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
         )
+        self._clients: dict[str | None, C] = {}
+
+    def client(self, api_key: str | None = None) -> C:
+        """The SDK client for a key (the provider's own when None), on the shared pool."""
+        found = self._clients.get(api_key)
+        if found is None:
+            found = self.sdk(
+                api_key=api_key or self._default_key or "unused",
+                base_url=self._base_url,
+                max_retries=0,
+                timeout=self._timeout_s,
+                http_client=self._http,
+            )
+            self._clients[api_key] = found
+        return found
 
     async def aclose(self) -> None:
-        if self.owns_http:
-            await self.http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, base_url={self._base_url!r})"

@@ -19,16 +19,16 @@ from resilience.models import (
     Usage,
     finish_reason,
 )
-from resilience.providers.base import Location, ProviderKind, SharedPool
+from resilience.providers.base import Location, ProviderKind, SdkAdapter
 from resilience.types import ProviderName
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
-
-class OpenAIProvider:
+class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
     """OpenAI's chat completions and embeddings APIs, wherever they are served."""
 
     kind: ProviderKind = "openai"
+    sdk = openai.AsyncOpenAI
+    default_base_url = "https://api.openai.com/v1"
 
     def __init__(
         self,
@@ -41,28 +41,15 @@ class OpenAIProvider:
         can_embed: bool = True,
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
-        self.name = name
-        self.location: Location = location
+        super().__init__(
+            name,
+            api_key=api_key,
+            base_url=base_url,
+            timeout_s=timeout_s,
+            location=location,
+            http_client=http_client,
+        )
         self.can_embed = can_embed
-        self._base_url = base_url or DEFAULT_BASE_URL
-        self._timeout_s = timeout_s
-        self._default_key = api_key
-        self._pool = SharedPool(timeout_s, http_client)
-        self._clients: dict[str | None, openai.AsyncOpenAI] = {}
-
-    def client(self, api_key: str | None = None) -> openai.AsyncOpenAI:
-        """The SDK client for a key (the provider's own when None), on the shared pool."""
-        found = self._clients.get(api_key)
-        if found is None:
-            found = openai.AsyncOpenAI(
-                api_key=api_key or self._default_key or "unused",
-                base_url=self._base_url,
-                max_retries=0,
-                timeout=self._timeout_s,
-                http_client=self._pool.http,
-            )
-            self._clients[api_key] = found
-        return found
 
     async def complete(
         self, request: ChatRequest, *, model: str, api_key: str | None = None
@@ -130,12 +117,6 @@ class OpenAIProvider:
             provider=self.name,
             model=result.model,
         )
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider({self.name!r}, base_url={self._base_url!r})"
 
 
 def to_params(request: ChatRequest, model: str) -> dict[str, Any]:
