@@ -44,7 +44,7 @@ ROUTE = Route(
     name="chat",
     targets=(
         Target.parse("openai:gpt-4.1"),
-        Target.parse("anthropic:claude-sonnet-4-5"),
+        Target.parse("anthropic:claude-sonnet-4-6"),
         Target.parse("local:llama3.1"),
     ),
 )

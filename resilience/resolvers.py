@@ -65,7 +65,7 @@ class HeaderResolver:
 
 
 class ApiKeyResolver:
-    """The tenant owning the `Authorization: Bearer <key>` gateway key.
+    """The tenant owning the `Authorization: Bearer <key>` (or `x-api-key`) gateway key.
 
     Keys are stored as SHA-256 hex digests. The presented key's digest is
     compared with every stored one in constant time, so neither timing nor an
@@ -79,9 +79,10 @@ class ApiKeyResolver:
         ]
 
     def __call__(self, headers: Headers) -> str:
-        auth = headers.get("authorization", "")
-        scheme, _, key = auth.partition(" ")
+        scheme, _, key = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
+            key = headers.get("x-api-key", "")  # older Anthropic clients send the key here
+        if not key.strip():
             raise TenantRejected(401, "missing_api_key", "missing Authorization: Bearer <key>")
         digest = hashlib.sha256(key.strip().encode()).digest()
         found: TenantId | None = None

@@ -20,7 +20,7 @@ class Target:
 
     @classmethod
     def parse(cls, text: str) -> Target:
-        """`"anthropic:claude-sonnet-4-5"`; splits on the first ':' since models may hold one."""
+        """`"anthropic:claude-sonnet-4-6"`; splits on the first ':' since models may hold one."""
         provider, sep, model = text.partition(":")
         if not sep or not provider or not model:
             raise ValueError(f"target {text!r}: expected provider:model")
@@ -43,7 +43,7 @@ class Route:
 
     @classmethod
     def of(cls, name: str, *targets: str | Target) -> Route:
-        """`Route.of("chat", "openai:gpt-4.1", "anthropic:claude-sonnet-4-5")`."""
+        """`Route.of("chat", "openai:gpt-4.1", "anthropic:claude-sonnet-4-6")`."""
         parsed = tuple(t if isinstance(t, Target) else Target.parse(t) for t in targets)
         return cls(name, parsed)
 

@@ -52,11 +52,11 @@ def test_the_example_config_loads_with_every_section() -> None:
     assert config.providers["openai"].breaker.cooldown_s == 30  # the global default
     assert config.providers["local"].location == "local"
     assert config.providers["openai"].embeddings and not config.providers["anthropic"].embeddings
-    assert config.routes["chat"].targets[0] == Target("anthropic", "claude-sonnet-4-5")
+    assert config.routes["chat"].targets[0] == Target("anthropic", "claude-sonnet-4-6")
     acme = config.tenants["acme"]
     assert [str(t) for t in acme.routes["chat"].targets] == [
         "openai:gpt-4.1",
-        "anthropic:claude-sonnet-4-5",
+        "anthropic:claude-sonnet-4-6",
     ]
     assert acme.provider_keys == {"openai": "ACME_OPENAI_KEY"}
     assert config.tenants["onprem-bank"].local_only

@@ -1,0 +1,1 @@
+"""The gateway: OpenAI- and Anthropic-compatible endpoints and an admin API over `resilience`."""

@@ -1,0 +1,196 @@
+"""The model endpoints: `/v1/chat/completions`, `/v1/messages`, `/v1/embeddings`.
+
+Thin: parse the public format, call the `ResilientClient`, answer in the same
+format. `AllTargetsFailed` is 503 with `Retry-After`; the caller's own errors
+keep the upstream's 4xx; a stream that fails after output began ends with the
+format's error event, never silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from resilience.client import ResilientClient
+from resilience.errors import ErrorKind
+from resilience.exceptions import (
+    AllTargetsFailed,
+    CircuitOpenError,
+    ProviderError,
+    UnknownRouteError,
+)
+from resilience.models import ChatRequest
+from resilience.outcomes import Result
+from resilience.streaming import ResilientStream
+from resilience.wire import (
+    AnthropicStreamWriter,
+    OpenAIStreamWriter,
+    WireError,
+    chat_request_from_anthropic,
+    chat_request_from_openai,
+    chat_response_to_anthropic,
+    chat_response_to_openai,
+    embedding_request_from_openai,
+    embedding_response_to_openai,
+    openai_error,
+)
+
+Writer = OpenAIStreamWriter | AnthropicStreamWriter
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def error(
+    status: int,
+    message: str,
+    *,
+    type_: str,
+    code: str | None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        openai_error(message, type_=type_, code=code), status_code=status, headers=headers
+    )
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    body = b""
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise BodyTooLarge
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise WireError("body: not valid JSON") from exc
+
+
+def failure_response(exc: Exception) -> Response:
+    """The HTTP answer for an error raised by parsing or by the client."""
+    if isinstance(exc, BodyTooLarge):
+        return error(
+            413, "request body too large", type_="invalid_request_error", code="body_too_large"
+        )
+    if isinstance(exc, WireError):
+        return error(400, str(exc), type_="invalid_request_error", code="invalid_body")
+    if isinstance(exc, UnknownRouteError):
+        return error(404, exc.message, type_="invalid_request_error", code="model_not_found")
+    if isinstance(exc, AllTargetsFailed):
+        retry = max(1, math.ceil(exc.retry_after_s)) if exc.retry_after_s else 1
+        return error(
+            503,
+            exc.message,
+            type_="server_error",
+            code="all_targets_failed",
+            headers={"retry-after": str(retry)},
+        )
+    if isinstance(exc, CircuitOpenError):
+        retry = max(1, math.ceil(exc.retry_after_s)) if math.isfinite(exc.retry_after_s) else 60
+        return error(
+            503,
+            exc.message,
+            type_="server_error",
+            code="circuit_open",
+            headers={"retry-after": str(retry)},
+        )
+    if isinstance(exc, ProviderError):
+        status = exc.status_code if exc.status_code and 400 <= exc.status_code < 500 else 400
+        if exc.kind not in (
+            ErrorKind.BAD_REQUEST,
+            ErrorKind.CONTENT_FILTER,
+            ErrorKind.CONTEXT_LENGTH,
+        ):
+            status = 502
+        return error(
+            status,
+            exc.message,
+            type_="invalid_request_error" if status < 500 else "server_error",
+            code=str(exc.kind),
+        )
+    raise exc
+
+
+def headers_for(result: Result[Any] | ResilientStream) -> dict[str, str]:
+    return {
+        "x-resilience-provider": result.target.provider,
+        "x-resilience-model": result.target.model,
+        "x-resilience-attempts": str(result.attempts),
+    }
+
+
+class ModelEndpoints:
+    """The three endpoints, bound to one client and a body size limit."""
+
+    def __init__(self, client: Callable[[], ResilientClient], *, max_body_bytes: int) -> None:
+        self._client = client
+        self._limit = max_body_bytes
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._chat(
+            request, chat_request_from_openai, chat_response_to_openai, OpenAIStreamWriter
+        )
+
+    async def messages(self, request: Request) -> Response:
+        return await self._chat(
+            request, chat_request_from_anthropic, chat_response_to_anthropic, AnthropicStreamWriter
+        )
+
+    async def embeddings(self, request: Request) -> Response:
+        try:
+            model, body = embedding_request_from_openai(await read_json(request, self._limit))
+            result = await self._client().embed(body, route=model)
+        except Exception as exc:
+            return failure_response(exc)
+        return JSONResponse(
+            embedding_response_to_openai(result.value, model=model), headers=headers_for(result)
+        )
+
+    async def _chat(
+        self,
+        request: Request,
+        parse: Callable[[Any], tuple[str, bool, ChatRequest]],
+        render: Callable[..., dict[str, Any]],
+        writer: type[Writer],
+    ) -> Response:
+        try:
+            model, stream, body = parse(await read_json(request, self._limit))
+            if stream:
+                opened = await self._client().stream(body, route=model)
+            else:
+                result = await self._client().complete(body, route=model)
+        except Exception as exc:
+            return failure_response(exc)
+        if not stream:
+            return JSONResponse(render(result.value, model=model), headers=headers_for(result))
+        return StreamingResponse(
+            _frames(opened, writer(model)),
+            media_type="text/event-stream",
+            headers=headers_for(opened),
+        )
+
+
+async def _frames(stream: ResilientStream, writer: Writer) -> AsyncIterator[bytes]:
+    """SSE frames; a failure after output began ends with the format's error event.
+
+    When the caller disconnects, Starlette cancels this generator: the `finally`
+    closes the upstream stream at once, neutral for the breaker.
+    """
+    try:
+        yield writer.start()
+        async for chunk in stream:
+            yield writer.chunk(chunk)
+        yield writer.end()
+    except ProviderError as exc:
+        yield writer.error(exc.message, str(exc.kind))
+    finally:
+        await stream.aclose()

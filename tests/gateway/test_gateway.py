@@ -1,0 +1,261 @@
+"""The gateway used through the real openai and anthropic SDKs, and its admin API."""
+
+from __future__ import annotations
+
+import anthropic
+import openai
+import pytest
+from anthropic.types import MessageParam
+from openai.types.chat import ChatCompletionUserMessageParam
+
+from resilience.chaos import Fault
+from tests.gateway.conftest import KEYS, Running
+
+
+def openai_client(running: Running, tenant: str = "acme") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        api_key=KEYS[tenant], base_url="http://gateway/v1", max_retries=0, http_client=running.http
+    )
+
+
+def anthropic_client(running: Running, tenant: str = "acme") -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(
+        api_key=KEYS[tenant], base_url="http://gateway", max_retries=0, http_client=running.http
+    )
+
+
+MESSAGES = [{"role": "user", "content": "hello gateway"}]
+OPENAI_MESSAGES: list[ChatCompletionUserMessageParam] = [
+    {"role": "user", "content": "hello gateway"}
+]
+ANTHROPIC_MESSAGES: list[MessageParam] = [{"role": "user", "content": "hello gateway"}]
+
+
+async def test_chat_completions_through_the_openai_sdk(running: Running) -> None:
+    raw = await openai_client(running).chat.completions.with_raw_response.create(
+        model="chat",
+        messages=OPENAI_MESSAGES,
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content
+    assert completion.choices[0].finish_reason == "stop"
+    assert raw.headers["x-resilience-provider"] == "primary"
+    assert raw.headers["x-resilience-model"] == "gpt-4.1"
+    assert raw.headers["x-resilience-attempts"] == "1"
+    assert raw.headers["x-request-id"]
+
+
+async def test_chat_completions_streamed_through_the_openai_sdk(running: Running) -> None:
+    stream = await openai_client(running).chat.completions.create(
+        model="chat",
+        messages=OPENAI_MESSAGES,
+        stream=True,
+    )
+    pieces = []
+    finish = None
+    async for chunk in stream:
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    assert "".join(pieces).startswith("ok: hello gateway")
+    assert finish == "stop"
+
+
+async def test_messages_plain_and_streamed_through_the_anthropic_sdk(running: Running) -> None:
+    client = anthropic_client(running)
+    message = await client.messages.create(model="chat", max_tokens=50, messages=ANTHROPIC_MESSAGES)
+    assert message.content[0].type == "text" and message.content[0].text.startswith("ok: hello")
+    assert message.stop_reason == "end_turn"
+    events = await client.messages.create(
+        model="chat", max_tokens=50, messages=ANTHROPIC_MESSAGES, stream=True
+    )
+    kinds = [event.type async for event in events]
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert "content_block_delta" in kinds
+
+
+async def test_embeddings_through_the_openai_sdk(running: Running) -> None:
+    result = await openai_client(running).embeddings.create(model="embed", input=["a", "b"])
+    assert len(result.data) == 2 and len(result.data[0].embedding) == 8
+
+
+async def test_fallback_and_all_targets_failed_map_to_headers_and_503(running: Running) -> None:
+    running.chaos.add_fault(Fault(status=503), upstream="primary")
+    raw = await openai_client(running).chat.completions.with_raw_response.create(
+        model="chat",
+        messages=OPENAI_MESSAGES,
+    )
+    assert raw.headers["x-resilience-provider"] == "claude"
+    assert raw.headers["x-resilience-attempts"] == "3"
+    running.chaos.add_fault(Fault(status=529), upstream="claude")
+    response = await running.http.post(
+        "/v1/chat/completions",
+        headers=running.auth("acme"),
+        json={"model": "chat", "messages": MESSAGES},
+    )
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.json()["error"]["code"] == "all_targets_failed"
+
+
+async def test_caller_errors_keep_the_upstream_4xx(running: Running) -> None:
+    running.chaos.add_fault(Fault(status=400, message="bad role"), upstream="primary")
+    with pytest.raises(openai.BadRequestError) as info:
+        await openai_client(running).chat.completions.create(model="chat", messages=OPENAI_MESSAGES)
+    assert info.value.status_code == 400
+    assert running.chaos.hit_count(upstream="claude") == 0
+
+
+async def test_stream_failing_after_output_began_ends_with_an_error_event(running: Running) -> None:
+    running.chaos.add_fault(Fault(drop_after_chunks=2), upstream="primary")
+    response = await running.http.post(
+        "/v1/chat/completions",
+        headers=running.auth("acme"),
+        json={"model": "chat", "messages": MESSAGES, "stream": True},
+    )
+    body = response.text
+    assert response.status_code == 200
+    assert '"error"' in body and "stream_interrupted" in body
+    assert "[DONE]" not in body
+    running.chaos.add_fault(Fault(error_event_after_chunks=2), upstream="primary")
+    response = await running.http.post(
+        "/v1/messages",
+        headers=running.auth("acme"),
+        json={"model": "primary:gpt-4.1", "max_tokens": 20, "messages": MESSAGES, "stream": True},
+    )
+    assert "event: error" in response.text and "event: message_stop" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"model": "chat"}, 400, "messages: expected a list"),
+        (
+            {"model": "chat", "messages": [{"role": "robot", "content": "x"}]},
+            400,
+            "messages[0].role",
+        ),
+        ({"model": "nope", "messages": MESSAGES}, 404, "unknown route 'nope'"),
+        ({"model": "chat", "messages": MESSAGES, "max_tokens": -1}, 400, "max_tokens"),
+    ],
+)
+async def test_bad_bodies_get_clear_openai_shaped_errors(
+    running: Running, body: dict[str, object], status: int, fragment: str
+) -> None:
+    response = await running.http.post(
+        "/v1/chat/completions", headers=running.auth("acme"), json=body
+    )
+    assert response.status_code == status
+    assert fragment in response.json()["error"]["message"]
+
+
+async def test_oversized_and_deeply_nested_bodies_are_refused(running: Running) -> None:
+    big = await running.http.post(
+        "/v1/chat/completions",
+        headers=running.auth("acme"),
+        json={"model": "chat", "messages": [{"role": "user", "content": "x" * 70_000}]},
+    )
+    assert big.status_code == 413
+    bomb = "[" * 100_000 + "]" * 100_000
+    nested = await running.http.post(
+        "/v1/chat/completions",
+        headers={**running.auth("acme"), "content-type": "application/json"},
+        content=bomb,
+    )
+    assert nested.status_code in (400, 413)
+
+
+async def test_unknown_gateway_key_is_401(running: Running) -> None:
+    response = await running.http.post(
+        "/v1/chat/completions", headers={"authorization": "Bearer nope"}, json={"model": "chat"}
+    )
+    assert response.status_code == 401
+
+
+# -- admin ------------------------------------------------------------------------------------
+
+
+async def test_admin_routes_need_a_token(running: Running) -> None:
+    paths = [
+        ("GET", "/admin/circuits"),
+        ("GET", "/admin/circuits/acme/primary"),
+        ("POST", "/admin/circuits/acme/primary/reset"),
+        ("POST", "/admin/circuits/acme/primary/open"),
+        ("GET", "/admin/events"),
+    ]
+    for method, path in paths:
+        for headers in ({}, {"authorization": "Bearer wrong"}):
+            response = await running.http.request(method, path, headers=headers)
+            assert response.status_code == 401, (method, path)
+
+
+async def test_tenant_limited_token_sees_and_changes_only_its_tenant(running: Running) -> None:
+    limited = running.admin("acme-support")
+    for method, path in [
+        ("GET", "/admin/circuits?tenant=globex"),
+        ("GET", "/admin/circuits/globex/primary"),
+        ("POST", "/admin/circuits/globex/primary/reset"),
+        ("POST", "/admin/circuits/*/primary/open"),
+        ("GET", "/admin/events?tenant=globex"),
+    ]:
+        response = await running.http.request(method, path, headers=limited)
+        assert response.status_code == 403, (method, path)
+    await openai_client(running, "globex").chat.completions.create(
+        model="chat", messages=OPENAI_MESSAGES
+    )
+    await openai_client(running, "acme").chat.completions.create(
+        model="chat", messages=OPENAI_MESSAGES
+    )
+    listed = (await running.http.get("/admin/circuits", headers=limited)).json()["circuits"]
+    assert {c["tenant"] for c in listed} == {"acme"}
+    full = (await running.http.get("/admin/circuits", headers=running.admin())).json()["circuits"]
+    assert {"acme", "globex"} <= {c["tenant"] for c in full}
+
+
+async def test_force_open_and_reset_change_routing_and_are_audited(running: Running) -> None:
+    opened = await running.http.post(
+        "/admin/circuits/acme/primary/open",
+        headers=running.admin(),
+        json={"reason": "key rotation"},
+    )
+    assert opened.status_code == 200 and opened.json()["state"] == "forced_open"
+    assert set(opened.json()) == {
+        "tenant",
+        "provider",
+        "state",
+        "failures",
+        "opened_at",
+        "retry_at",
+    }
+    raw = await openai_client(running).chat.completions.with_raw_response.create(
+        model="chat",
+        messages=OPENAI_MESSAGES,
+    )
+    assert raw.headers["x-resilience-provider"] == "claude"
+    reset = await running.http.post(
+        "/admin/circuits/acme/primary/reset", headers=running.admin(), json={}
+    )
+    assert reset.json()["state"] == "closed"
+    raw = await openai_client(running).chat.completions.with_raw_response.create(
+        model="chat",
+        messages=OPENAI_MESSAGES,
+    )
+    assert raw.headers["x-resilience-provider"] == "primary"
+    sink = running.gateway.sink
+    assert sink is not None
+    await sink.aclose()  # flush, then look at the audit table through the API
+    await sink.start()
+    events = (await running.http.get("/admin/events?tenant=acme", headers=running.admin())).json()[
+        "events"
+    ]
+    assert [(e["reason"], e["actor"]) for e in events] == [
+        ("admin_reset", "ops"),
+        ("admin_open", "ops"),
+    ]
+    assert events[1]["detail"] == {"note": "key rotation"}
+
+
+async def test_health_and_readiness(running: Running) -> None:
+    assert (await running.http.get("/healthz")).json() == {"status": "ok"}
+    ready = await running.http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["database"] is True
