@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from app.metrics import GatewayMetrics
 from resilience.client import ResilientClient
 from resilience.errors import ErrorKind
 from resilience.exceptions import (
@@ -27,6 +29,7 @@ from resilience.exceptions import (
 from resilience.models import ChatRequest
 from resilience.outcomes import Result
 from resilience.streaming import ResilientStream
+from resilience.tenancy import current_tenant_or_none
 from resilience.wire import (
     AnthropicStreamWriter,
     OpenAIStreamWriter,
@@ -129,11 +132,36 @@ def headers_for(result: Result[Any] | ResilientStream) -> dict[str, str]:
 
 
 class ModelEndpoints:
-    """The three endpoints, bound to one client and a body size limit."""
+    """The three endpoints, bound to one client, a body size limit and the metrics."""
 
-    def __init__(self, client: Callable[[], ResilientClient], *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        client: Callable[[], ResilientClient],
+        *,
+        max_body_bytes: int,
+        metrics: GatewayMetrics,
+    ) -> None:
         self._client = client
         self._limit = max_body_bytes
+        self._metrics = metrics
+
+    def _record(
+        self, started: float, result: Result[Any] | ResilientStream | None, exc: Exception | None
+    ) -> None:
+        metrics = self._metrics
+        tenant = metrics.tenant(current_tenant_or_none())
+        if result is not None:
+            provider = result.target.provider
+            metrics.requests.labels(tenant, provider, "ok").inc()
+            metrics.attempts.labels(provider).inc(result.attempts)
+            if len(result.outcomes) > 1:
+                metrics.fallbacks.labels(provider).inc()
+            metrics.latency.labels(provider).observe(time.perf_counter() - started)
+            return
+        outcome = "all_targets_failed" if isinstance(exc, AllTargetsFailed) else "refused"
+        if isinstance(exc, ProviderError):
+            outcome = str(exc.kind)
+        metrics.requests.labels(tenant, "", outcome).inc()
 
     async def chat_completions(self, request: Request) -> Response:
         return await self._chat(
@@ -146,11 +174,14 @@ class ModelEndpoints:
         )
 
     async def embeddings(self, request: Request) -> Response:
+        started = time.perf_counter()
         try:
             model, body = embedding_request_from_openai(await read_json(request, self._limit))
             result = await self._client().embed(body, route=model)
         except Exception as exc:
+            self._record(started, None, exc)
             return failure_response(exc)
+        self._record(started, result, None)
         return JSONResponse(
             embedding_response_to_openai(result.value, model=model), headers=headers_for(result)
         )
@@ -162,6 +193,7 @@ class ModelEndpoints:
         render: Callable[..., dict[str, Any]],
         writer: type[Writer],
     ) -> Response:
+        started = time.perf_counter()
         try:
             model, stream, body = parse(await read_json(request, self._limit))
             if stream:
@@ -169,7 +201,9 @@ class ModelEndpoints:
             else:
                 result = await self._client().complete(body, route=model)
         except Exception as exc:
+            self._record(started, None, exc)
             return failure_response(exc)
+        self._record(started, opened if stream else result, None)
         if not stream:
             return JSONResponse(render(result.value, model=model), headers=headers_for(result))
         return StreamingResponse(

@@ -22,10 +22,12 @@ from starlette.routing import Route
 
 from app.admin import AdminEndpoints
 from app.api import ModelEndpoints
+from app.metrics import GatewayMetrics
 from app.settings import Settings
 from resilience.audit.database import create_engine, migrate
 from resilience.audit.sink import DatabaseSink
 from resilience.client import ResilientClient
+from resilience.events import AuditSink
 from resilience.resolvers import ApiKeyResolver, HeaderResolver
 from resilience.tenancy import TenantMiddleware
 
@@ -38,6 +40,7 @@ class Gateway:
         self._client: ResilientClient | None = None
         self._engine: AsyncEngine | None = None
         self.sink: DatabaseSink | None = None
+        self.metrics: GatewayMetrics | None = None
 
     @property
     def client(self) -> ResilientClient:
@@ -59,8 +62,11 @@ class Gateway:
         self._engine = create_engine(settings.database_url)
         self.sink = DatabaseSink(self._engine, spool_path=settings.spool_path)
         await self.sink.start()
+        sinks: list[AuditSink] = [self.sink]
+        if self.metrics is not None:
+            sinks.append(self.metrics)
         self._client = ResilientClient.from_config(
-            settings.config, environ=settings.environ, sinks=[self.sink]
+            settings.config, environ=settings.environ, sinks=sinks
         )
         try:
             yield
@@ -92,7 +98,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     gateway = Gateway(settings)
     config = settings.config
-    models = ModelEndpoints(lambda: gateway.client, max_body_bytes=settings.max_body_bytes)
+    metrics = GatewayMetrics(
+        lambda: gateway._client, lambda: gateway.sink, tenant_label=settings.metrics_tenant_label
+    )
+    gateway.metrics = metrics
+    models = ModelEndpoints(
+        lambda: gateway.client, max_body_bytes=settings.max_body_bytes, metrics=metrics
+    )
     admin = AdminEndpoints(config.admin_tokens, lambda: gateway.client, lambda: gateway.engine)
     if config.server.tenant_from == "api_key":
         resolver: ApiKeyResolver | HeaderResolver = ApiKeyResolver(config.tenant_by_key_hash())
@@ -112,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/admin/summary", admin.summary, methods=["GET"]),
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/readyz", gateway.readyz, methods=["GET"]),
+            Route("/metrics", metrics.endpoint, methods=["GET"]),
         ],
         middleware=[
             Middleware(

@@ -19,6 +19,8 @@ class Settings:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
     max_body_bytes: int = 1_048_576
     migrate_on_start: bool = True
+    metrics_tenant_label: bool = True
+    """Label request metrics by tenant; switch off when tenants are too many."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:

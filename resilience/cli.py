@@ -39,6 +39,19 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(fast=args.fast))
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    if args.config:
+        os.environ["RESILIENCE_CONFIG"] = args.config
+    from app.main import create_app
+
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def _migrate(args: argparse.Namespace) -> int:
     from resilience.audit.database import database_url, migrate
 
@@ -54,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="resilience", description="Per-tenant resilience for LLM calls."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway (uvicorn)")
+    serve.add_argument("--config", default=None, help="TOML config (default: $RESILIENCE_CONFIG)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=_serve)
 
     check = commands.add_parser("check-config", help="validate a TOML config and exit")
     check.add_argument("config", nargs="?", default=None, help="path (default: $RESILIENCE_CONFIG)")

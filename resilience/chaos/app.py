@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx2
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -20,6 +18,7 @@ from starlette.routing import Route
 
 from resilience.chaos import formats as wire
 from resilience.chaos.script import Api, Fault, Hit, Script
+from resilience.serving import serve_asgi
 from resilience.types import Clock, Sleep
 
 
@@ -117,26 +116,9 @@ class ChaosUpstream:
         so faults after N chunks land before the first byte; use `serve()` for those."""
         return httpx2.ASGITransport(app=self.app)
 
-    @contextlib.asynccontextmanager
-    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> AbstractAsyncContextManager[str]:
         """A real uvicorn server on loopback for the duration; yields its root URL."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        config = uvicorn.Config(self.app, log_level="critical", lifespan="off")
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.005)
-            yield f"http://{host}:{sock.getsockname()[1]}"
-        finally:
-            server.should_exit = True
-            server.force_exit = True
-            await task
-            sock.close()
+        return serve_asgi(self.app, host=host, port=port)
 
     # -- the fake APIs -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import openai
 import pytest
 from anthropic.types import MessageParam
 from openai.types.chat import ChatCompletionUserMessageParam
+from prometheus_client.parser import text_string_to_metric_families
 
 from resilience.chaos import Fault
 from tests.gateway.conftest import KEYS, Running
@@ -259,3 +260,25 @@ async def test_health_and_readiness(running: Running) -> None:
     assert (await running.http.get("/healthz")).json() == {"status": "ok"}
     ready = await running.http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["database"] is True
+
+
+async def test_metrics_parse_and_count_requests_breakers_and_audit(running: Running) -> None:
+    running.chaos.add_fault(Fault(status=503), upstream="primary")
+    await openai_client(running).chat.completions.create(model="chat", messages=OPENAI_MESSAGES)
+    response = await running.http.get("/metrics")
+    assert response.status_code == 200
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    requests = {
+        (s.labels["tenant"], s.labels["provider"], s.labels["outcome"]): s.value
+        for s in families["resilience_requests"].samples
+        if s.name == "resilience_requests_total"
+    }
+    assert requests[("acme", "claude", "ok")] == 1
+    fallbacks = [s for s in families["resilience_fallbacks"].samples if s.name.endswith("_total")]
+    assert fallbacks[0].value == 1
+    states = {
+        (s.labels["provider"], s.labels["state"]) for s in families["resilience_breakers"].samples
+    }
+    assert ("primary", "open") in states
+    assert "resilience_audit_queued" in families
+    assert "resilience_upstream_latency_seconds" in families

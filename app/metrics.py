@@ -1,0 +1,117 @@
+"""Prometheus metrics of the gateway, in a registry of its own (one per app).
+
+Counters and the latency histogram are updated by the endpoints; breaker
+state gauges and audit sink counters are read at scrape time, so they are
+never stale. The tenant label can be switched off (`tenant_label=False`) when
+tenants are too many for a time series each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from resilience.audit.sink import DatabaseSink
+from resilience.client import ResilientClient
+from resilience.events import BreakerState, BreakerTransition
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class GatewayMetrics:
+    def __init__(
+        self,
+        client: Callable[[], ResilientClient | None],
+        sink: Callable[[], DatabaseSink | None],
+        *,
+        tenant_label: bool = True,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.tenant_label = tenant_label
+        self.requests = Counter(
+            "resilience_requests",
+            "Gateway requests by tenant, answering provider and outcome.",
+            ["tenant", "provider", "outcome"],
+            registry=self.registry,
+        )
+        self.attempts = Counter(
+            "resilience_attempts",
+            "Upstream attempts made for answered requests.",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "resilience_fallbacks",
+            "Requests answered by a target other than the route's first.",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "resilience_upstream_latency_seconds",
+            "Time to answer (to the first chunk for streams), by answering provider.",
+            ["provider"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.transitions = Counter(
+            "resilience_breaker_transitions",
+            "Breaker transitions by provider, new state and reason.",
+            ["provider", "to_state", "reason"],
+            registry=self.registry,
+        )
+        self.registry.register(_Live(client, sink))
+
+    def tenant(self, tenant: str | None) -> str:
+        return (tenant or "") if self.tenant_label else ""
+
+    def emit(self, event: BreakerTransition) -> None:
+        """An `AuditSink`: counts transitions."""
+        self.transitions.labels(event.provider, str(event.to_state), str(event.reason)).inc()
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+
+
+class _Live(Collector):
+    """Breaker states and audit sink counters, read when Prometheus scrapes."""
+
+    def __init__(
+        self, client: Callable[[], ResilientClient | None], sink: Callable[[], DatabaseSink | None]
+    ) -> None:
+        self._client = client
+        self._sink = sink
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        states = GaugeMetricFamily(
+            "resilience_breakers",
+            "Live breakers by provider and state.",
+            labels=["provider", "state"],
+        )
+        client = self._client()
+        if client is not None:
+            counts: dict[tuple[str, str], int] = {}
+            for snap in client.registry.circuits():
+                key = (snap.provider, str(snap.state))
+                counts[key] = counts.get(key, 0) + 1
+            for provider in client.providers:
+                for state in BreakerState:
+                    states.add_metric([provider, str(state)], counts.get((provider, str(state)), 0))
+        yield states
+        sink = self._sink()
+        if sink is not None:
+            for name in ("queued", "written", "spooled", "replayed", "failed_batches"):
+                family = CounterMetricFamily(
+                    f"resilience_audit_{name}", f"Audit sink events {name.replace('_', ' ')}."
+                )
+                family.add_metric([], getattr(sink.stats, name))
+                yield family
+            up = GaugeMetricFamily(
+                "resilience_audit_database_up", "Whether the last audit write succeeded."
+            )
+            up.add_metric([], 1 if sink.stats.database_up else 0)
+            yield up
