@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fast", action="store_true", help="a shorter run (CI)")
     demo.set_defaults(run=_demo)
 
+    from resilience.admin_cli import add_commands
+
+    add_commands(commands)
+
     migrate = commands.add_parser("migrate", help="bring the audit database to the latest schema")
     migrate.add_argument(
         "--database-url", default=None, help="default: $DATABASE_URL, else the embedded SQLite file"

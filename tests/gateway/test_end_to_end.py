@@ -7,11 +7,13 @@ from pathlib import Path
 
 import httpx2
 import openai
+import pytest
 
 from app.main import Gateway, create_app
 from resilience.chaos import ChaosUpstream, Fault
+from resilience.cli import main as cli
 from resilience.serving import serve_asgi
-from tests.gateway.conftest import KEYS, settings_for
+from tests.gateway.conftest import ADMIN, KEYS, settings_for
 
 
 async def test_gateway_under_uvicorn_answers_streams_and_cancels_on_disconnect(
@@ -54,3 +56,33 @@ async def test_gateway_under_uvicorn_answers_streams_and_cancels_on_disconnect(
                 await asyncio.sleep(0.02)
             assert breaker.failures_in_window() == 0
             assert chaos.hit_count(upstream="primary") == 2
+
+
+async def test_admin_commands_act_on_a_running_gateway(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chaos = ChaosUpstream()
+    async with chaos.serve() as upstream:
+        app = create_app(settings_for(upstream, tmp_path))
+        async with serve_asgi(app, lifespan="on") as root:
+            admin = ["--url", root, "--token", ADMIN["ops"]]
+            assert (
+                await asyncio.to_thread(
+                    cli, ["open", "acme", "primary", "--reason", "drill", *admin]
+                )
+                == 0
+            )
+            assert "acme/primary: forced_open" in capsys.readouterr().out
+            assert await asyncio.to_thread(cli, ["circuits", "--state", "forced_open", *admin]) == 0
+            assert "forced_open" in capsys.readouterr().out
+            assert await asyncio.to_thread(cli, ["reset", "acme", "primary", *admin]) == 0
+            gateway: Gateway = app.state.gateway
+            assert gateway.sink is not None
+            await gateway.sink.aclose()
+            await gateway.sink.start()
+            assert await asyncio.to_thread(cli, ["events", "--tenant", "acme", *admin]) == 0
+            out = capsys.readouterr().out
+            assert "admin_open by ops" in out and "admin_reset by ops" in out
+            limited = ["--url", root, "--token", ADMIN["acme-support"]]
+            assert await asyncio.to_thread(cli, ["reset", "globex", "primary", *limited]) == 1
+            assert "error 403" in capsys.readouterr().err
