@@ -33,7 +33,10 @@ async def serve_asgi(
             await asyncio.sleep(0.005)
         yield f"http://{host}:{sock.getsockname()[1]}"
     finally:
-        server.should_exit = True
-        server.force_exit = True  # do not wait on connections a test left hanging
-        await task
+        server.should_exit = True  # graceful: lifespan shutdown runs, connections finish
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 3.0)
+        except TimeoutError:
+            server.force_exit = True  # a connection left hanging: stop waiting for it
+            await task
         sock.close()
