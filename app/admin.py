@@ -9,8 +9,6 @@ Every change is audited with the token's name as actor.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -26,7 +24,7 @@ from resilience.breaker import BreakerSnapshot
 from resilience.client import ResilientClient
 from resilience.config import AdminToken
 from resilience.events import BreakerState
-from resilience.resolvers import TENANT_ID
+from resilience.resolvers import TENANT_ID, DigestMatcher
 from resilience.types import PROVIDER_WIDE
 from resilience.wire import openai_error
 
@@ -55,7 +53,7 @@ class AdminEndpoints:
         client: Callable[[], ResilientClient],
         engine: Callable[[], AsyncEngine],
     ) -> None:
-        self._tokens = [(bytes.fromhex(t.token_sha256), t) for t in tokens.values()]
+        self._tokens = DigestMatcher((t.token_sha256, t) for t in tokens.values())
         self._client = client
         self._engine = engine
 
@@ -63,12 +61,7 @@ class AdminEndpoints:
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented:
             return None
-        digest = hashlib.sha256(presented.strip().encode()).digest()
-        found = None
-        for stored, token in self._tokens:
-            if hmac.compare_digest(stored, digest):
-                found = token
-        return found
+        return self._tokens.match(presented.strip())
 
     def _authorize(self, request: Request, tenant: str | None) -> AdminToken | Response:
         token = self._token(request)
@@ -91,13 +84,18 @@ class AdminEndpoints:
             return _error(404, "unknown provider", "unknown_provider")
         return tenant, provider
 
+    def _scope(self, request: Request) -> str | Response | None:
+        """The tenant a listing covers: `?tenant=`, else the token's own tenant, else all."""
+        token = self._token(request)
+        tenant = request.query_params.get("tenant") or (token.tenant if token else None)
+        auth = self._authorize(request, tenant)
+        return auth if isinstance(auth, Response) else tenant
+
     async def circuits(self, request: Request) -> Response:
         params = request.query_params
-        token = self._token(request)
-        tenant = params.get("tenant") or (token.tenant if token else None)
-        auth = self._authorize(request, tenant)
-        if isinstance(auth, Response):
-            return auth
+        tenant = self._scope(request)
+        if isinstance(tenant, Response):
+            return tenant
         state = params.get("state")
         if state is not None and state not in {s.value for s in BreakerState}:
             return _error(
@@ -162,11 +160,9 @@ class AdminEndpoints:
 
     async def events(self, request: Request) -> Response:
         params = request.query_params
-        token = self._token(request)
-        tenant = params.get("tenant") or (token.tenant if token else None)
-        auth = self._authorize(request, tenant)
-        if isinstance(auth, Response):
-            return auth
+        tenant = self._scope(request)
+        if isinstance(tenant, Response):
+            return tenant
         try:
             since = _time(params.get("since"), "since")
             until = _time(params.get("until"), "until")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Generic, TypeVar
 
 from starlette.datastructures import Headers
 
 from resilience.types import TenantId
+
+T = TypeVar("T")
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -64,6 +67,29 @@ class HeaderResolver:
         return f"HeaderResolver({self.header!r})"
 
 
+class DigestMatcher(Generic[T]):
+    """Finds the owner of a presented secret among stored SHA-256 digests, in constant time.
+
+    The presented secret's digest is compared with every stored one using
+    `hmac.compare_digest`, with no early exit, so timing tells neither whether
+    nor where a match was found.
+    """
+
+    def __init__(self, entries: Iterable[tuple[str, T]]) -> None:
+        self._entries = [(bytes.fromhex(digest), owner) for digest, owner in entries]
+
+    def match(self, secret: str) -> T | None:
+        digest = hashlib.sha256(secret.encode()).digest()
+        found: T | None = None
+        for stored, owner in self._entries:
+            if hmac.compare_digest(stored, digest):
+                found = owner
+        return found
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class ApiKeyResolver:
     """The tenant owning the `Authorization: Bearer <key>` (or `x-api-key`) gateway key.
 
@@ -73,10 +99,7 @@ class ApiKeyResolver:
     """
 
     def __init__(self, key_hashes: Mapping[str, TenantId]) -> None:
-        self._entries = [
-            (bytes.fromhex(digest), validate_tenant_id(tenant))
-            for digest, tenant in key_hashes.items()
-        ]
+        self._keys = DigestMatcher((d, validate_tenant_id(t)) for d, t in key_hashes.items())
 
     def __call__(self, headers: Headers) -> str:
         scheme, _, key = headers.get("authorization", "").partition(" ")
@@ -84,17 +107,13 @@ class ApiKeyResolver:
             key = headers.get("x-api-key", "")  # older Anthropic clients send the key here
         if not key.strip():
             raise TenantRejected(401, "missing_api_key", "missing Authorization: Bearer <key>")
-        digest = hashlib.sha256(key.strip().encode()).digest()
-        found: TenantId | None = None
-        for stored, tenant in self._entries:
-            if hmac.compare_digest(stored, digest):
-                found = tenant
+        found = self._keys.match(key.strip())
         if found is None:
             raise TenantRejected(401, "invalid_api_key", "unknown API key")
         return found
 
     def __repr__(self) -> str:
-        return f"ApiKeyResolver({len(self._entries)} keys)"
+        return f"ApiKeyResolver({len(self._keys)} keys)"
 
 
 def hash_key(key: str) -> str:
