@@ -138,6 +138,7 @@ def _sane_request_id(value: str | None) -> str:
 def _with_request_id(send: Send, request_id: str) -> Send:
     async def send_with_id(message: Message) -> None:
         if message["type"] == "http.response.start":
+            message.setdefault("headers", [])
             MutableHeaders(scope=message).setdefault("x-request-id", request_id)
         await send(message)
 

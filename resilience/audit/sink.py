@@ -93,7 +93,7 @@ class DatabaseSink:
     def emit(self, event: BreakerTransition) -> None:
         """Queue one transition (rows are built by the writer); never awaits, never raises."""
         try:
-            if self._task is None or self._closing:
+            if self._task is None or self._closing or self._task.done():
                 self.stats.spooled += self.spool.append([to_row(event)])
                 return
             try:
@@ -146,16 +146,32 @@ class DatabaseSink:
     async def _run(self) -> None:
         await self._replay()
         while True:
-            batch = await self._next_batch()
-            overflow = self._take_overflow()
+            try:
+                done = await self._step()
+            except Exception:  # e.g. the spool's disk is full: keep going, events stay queued
+                logger.exception("audit: writer step failed; retrying")
+                await self._sleep(self._retry_max_s)
+                continue
+            if done:
+                return
+
+    async def _step(self) -> bool:
+        """One batch; True once closing and everything is written or spooled."""
+        batch = await self._next_batch()
+        overflow = self._take_overflow()
+        try:
             if overflow:
                 self.stats.spooled += await self._spool(overflow)
             if batch:
                 await self._write_or_spool([to_row(event) for event in batch])
-            if self._closing and self._queue.empty() and not self._overflow:
-                if self.stats.database_up and self.spool.pending():
-                    await self._replay()
-                return
+        except Exception:
+            self._overflow[:0] = overflow + batch  # keep them for the next try (ids dedupe)
+            raise
+        if self._closing and self._queue.empty() and not self._overflow:
+            if self.stats.database_up and self.spool.pending():
+                await self._replay()
+            return True
+        return False
 
     async def _spool(self, events: list[BreakerTransition]) -> int:
         rows = [to_row(event) for event in events]

@@ -128,3 +128,24 @@ async def test_a_sink_that_is_never_started_spools(tmp_path: Path) -> None:
         sink.emit(e)
     await engine.dispose()
     assert sink.stats.spooled == 5 and Spool(tmp_path / "spool.jsonl").count() == 5
+
+
+async def test_neither_database_nor_spool_available_keeps_events_and_the_writer(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "not-a-dir").write_text("a file where the spool's folder should be")
+    engine = create_engine(DEAD)
+    sleeps = Sleeps()
+    sink = DatabaseSink(
+        engine, spool_path=tmp_path / "not-a-dir" / "spool.jsonl", batch_age_s=0.01, sleep=sleeps
+    )
+    await sink.start()
+    for e in events(20):
+        sink.emit(e)
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    assert sink._task is not None and not sink._task.done()  # the writer survives
+    assert sink.pending == 20  # nothing dropped: still in memory, waiting for a way out
+    sink._task.cancel()
+    await asyncio.gather(sink._task, return_exceptions=True)
+    await engine.dispose()
