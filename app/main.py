@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from app.admin import AdminEndpoints
@@ -93,6 +94,14 @@ class Gateway:
         return JSONResponse(body, status_code=200 if ready else 503)
 
 
+DASHBOARD = Path(__file__).parent / "dashboard" / "index.html"
+
+
+async def dashboard(request: Request) -> Response:
+    """The operator's page; it reads the admin API with the token the operator enters."""
+    return FileResponse(DASHBOARD, media_type="text/html")
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The gateway app; `settings` default to the environment (RESILIENCE_CONFIG, DATABASE_URL)."""
     settings = settings or Settings.from_env()
@@ -116,6 +125,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/v1/chat/completions", models.chat_completions, methods=["POST"]),
             Route("/v1/messages", models.messages, methods=["POST"]),
             Route("/v1/embeddings", models.embeddings, methods=["POST"]),
+            Route("/admin/", dashboard, methods=["GET"]),
             Route("/admin/circuits", admin.circuits, methods=["GET"]),
             Route(circuit, admin.get_circuit, methods=["GET"]),
             Route(circuit + "/reset", admin.reset, methods=["POST"]),

@@ -1,0 +1,68 @@
+"""The dashboard in a real headless Chromium (Debian's), against the gateway under uvicorn."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.async_api import async_playwright
+
+from app.main import create_app
+from resilience.chaos import ChaosUpstream
+from resilience.serving import serve_asgi
+from tests.gateway.conftest import ADMIN, settings_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium() -> str:
+    if not os.path.exists(CHROMIUM):
+        message = "Debian's chromium is not installed (scripts/test installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+async def test_dashboard_renders_the_grid_and_reset_works(chromium: str, tmp_path: Path) -> None:
+    chaos = ChaosUpstream()
+    async with chaos.serve() as upstream:
+        app = create_app(settings_for(upstream, tmp_path))
+        async with serve_asgi(app, lifespan="on") as root:
+            registry = app.state.gateway.client.registry
+            registry.force_open("acme", "primary", actor="test")
+            registry.get("globex", "claude")
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=chromium, args=FLAGS)
+                page = await browser.new_page()
+                await page.goto(f"{root}/admin/")
+                await page.fill("#token", ADMIN["ops"])
+                await page.dispatch_event("#token", "change")
+                opened = page.locator('td[data-tenant="acme"][data-provider="primary"]')
+                await opened.locator(".state.forced_open").wait_for(timeout=10_000)
+                closed = page.locator(
+                    'td[data-tenant="globex"][data-provider="claude"] .state.closed'
+                )
+                await closed.wait_for(timeout=10_000)
+                headers = await page.locator("#grid thead th").all_inner_texts()
+                assert headers[0] == "tenant" and {"claude", "primary"} <= set(headers)
+                await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+                await opened.locator('button[data-action="reset"]').click()
+                await opened.locator(".state.closed").wait_for(timeout=10_000)
+                timeline = page.locator("#timeline li", has_text="admin_reset by ops")
+                await timeline.first.wait_for(timeout=10_000)
+                await browser.close()
+            assert str(registry.get("acme", "primary").state) == "closed"
