@@ -10,21 +10,10 @@ import pytest
 from sqlalchemy import text
 
 from resilience.audit.database import create_engine, migrate
+from resilience.audit.readme import README, readme_queries
 from resilience.audit.sink import DatabaseSink
 from resilience.errors import ErrorKind
 from resilience.events import BreakerState, BreakerTransition, TransitionReason
-
-DOC = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def queries() -> dict[str, str]:
-    blocks = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
-    found = {}
-    for block in blocks:
-        name = re.match(r"-- name: (\w+)\n", block)
-        assert name, f"every query in {DOC.name} starts with '-- name: ...'"
-        found[name.group(1)] = block
-    return found
 
 
 def ev(
@@ -96,10 +85,17 @@ def history(now: datetime, unit: float) -> list[BreakerTransition]:
     ]
 
 
-@pytest.mark.postgres
-async def test_every_readme_query_returns_the_expected_rows(pg_url: str, tmp_path: Path) -> None:
-    await migrate(pg_url)
-    engine = create_engine(pg_url)
+def test_every_query_block_is_named_and_each_dialect_gets_them_all() -> None:
+    blocks = re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.S)
+    assert all(re.match(r"-- name: \w+( \(sqlite\))?\n", b) for b in blocks)
+    postgres, sqlite = readme_queries("postgresql"), readme_queries("sqlite")
+    assert len(postgres) >= 5 and set(postgres) == set(sqlite)
+    assert postgres["longest_outages_this_week"] != sqlite["longest_outages_this_week"]
+
+
+async def test_every_readme_query_returns_the_expected_rows(db_url: str, tmp_path: Path) -> None:
+    await migrate(db_url)
+    engine = create_engine(db_url)
     sink = DatabaseSink(engine, spool_path=tmp_path / "spool.jsonl", batch_age_s=0.01)
     await sink.start()
     now = datetime.now(UTC)
@@ -107,8 +103,7 @@ async def test_every_readme_query_returns_the_expected_rows(pg_url: str, tmp_pat
     for event in history(now, unit):
         sink.emit(event)
     await sink.aclose()
-    found = queries()
-    assert len(found) >= 5
+    found = readme_queries(engine.dialect.name)
     results = {}
     async with engine.connect() as conn:
         for name, sql in found.items():
