@@ -34,9 +34,12 @@ def _chaos(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from resilience.demo import run_demo
+    from app.demo import run_demo
 
-    return asyncio.run(run_demo(fast=args.fast))
+    try:
+        return asyncio.run(run_demo(fast=args.fast, keep=args.keep, port=args.port))
+    except KeyboardInterrupt:
+        return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -85,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="an outage routed around, on the chaos upstream")
     demo.add_argument("--fast", action="store_true", help="a shorter run (CI)")
+    demo.add_argument("--keep", action="store_true", help="keep serving for the dashboard")
+    demo.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
     demo.set_defaults(run=_demo)
 
     from resilience.admin_cli import add_commands
