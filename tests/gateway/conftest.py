@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,9 @@ from starlette.applications import Starlette
 from app.main import Gateway, create_app
 from app.settings import Settings
 from resilience.chaos import ChaosUpstream
-from resilience.config import parse_config
+from resilience.config import async_database_url, parse_config
 from resilience.resolvers import hash_key
+from tests.audit.conftest import pg_database
 
 KEYS = {"acme": "gw-key-acme", "globex": "gw-key-globex"}
 ADMIN = {"ops": "admin-token-ops", "acme-support": "admin-token-acme"}
@@ -34,7 +36,7 @@ class Running:
         return {"authorization": f"Bearer {ADMIN[token]}"}
 
 
-def settings_for(root: str, tmp_path: Path) -> Settings:
+def settings_for(root: str, tmp_path: Path, database_url: str | None = None) -> Settings:
     environ = {"UPSTREAM_KEY": "upstream-secret-key"}
     config = parse_config(
         {
@@ -70,7 +72,7 @@ def settings_for(root: str, tmp_path: Path) -> Settings:
     )
     return Settings(
         config=config,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
+        database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
         spool_path=tmp_path / "spool.jsonl",
         environ=environ,
         max_body_bytes=64_000,
@@ -79,9 +81,27 @@ def settings_for(root: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    async with start(tmp_path) as gateway:
+        yield gateway
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def running_on_each_database(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Running]:
+    if request.param == "sqlite":
+        async with start(tmp_path) as gateway:
+            yield gateway
+        return
+    async with pg_database() as url, start(tmp_path, async_database_url(url)) as gateway:
+        yield gateway
+
+
+@contextlib.asynccontextmanager
+async def start(tmp_path: Path, database_url: str | None = None) -> AsyncIterator[Running]:
     chaos = ChaosUpstream()
     async with chaos.serve() as root:
-        app = create_app(settings_for(root, tmp_path))
+        app = create_app(settings_for(root, tmp_path, database_url))
         async with app.router.lifespan_context(app):
             transport = httpx2.ASGITransport(app=app)
             async with httpx2.AsyncClient(transport=transport, base_url="http://gateway") as http:

@@ -213,7 +213,10 @@ async def test_tenant_limited_token_sees_and_changes_only_its_tenant(running: Ru
     assert {"acme", "globex"} <= {c["tenant"] for c in full}
 
 
-async def test_force_open_and_reset_change_routing_and_are_audited(running: Running) -> None:
+async def test_force_open_and_reset_change_routing_and_are_audited(
+    running_on_each_database: Running,
+) -> None:
+    running = running_on_each_database
     opened = await running.http.post(
         "/admin/circuits/acme/primary/open",
         headers=running.admin(),
