@@ -24,6 +24,7 @@ from starlette.routing import Route
 from app.admin import AdminEndpoints
 from app.api import ModelEndpoints
 from app.metrics import GatewayMetrics
+from app.openapi import openapi
 from app.settings import Settings
 from resilience.audit.database import create_engine, migrate
 from resilience.audit.sink import DatabaseSink
@@ -135,12 +136,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/readyz", gateway.readyz, methods=["GET"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
         ],
         middleware=[
             Middleware(
                 TenantMiddleware,
                 resolver=resolver,
-                exempt_paths=("/healthz", "/readyz", "/metrics", "/admin/"),
+                exempt_paths=("/healthz", "/readyz", "/metrics", "/openapi.json", "/admin/"),
             )
         ],
         lifespan=gateway.lifespan,

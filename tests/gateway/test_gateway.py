@@ -285,3 +285,15 @@ async def test_metrics_parse_and_count_requests_breakers_and_audit(running: Runn
     assert ("primary", "open") in states
     assert "resilience_audit_queued" in families
     assert "resilience_upstream_latency_seconds" in families
+
+
+async def test_openapi_document_lists_every_route(running: Running) -> None:
+    response = await running.http.get("/openapi.json")
+    assert response.status_code == 200
+    paths = set(response.json()["paths"])
+    routes = {getattr(r, "path", "") for r in running.app.routes} - {
+        "/openapi.json",
+        "/admin/",
+        "/admin/summary",
+    }
+    assert routes <= paths

@@ -1,0 +1,215 @@
+"""The gateway's OpenAPI document, served at `/openapi.json`.
+
+Written out rather than generated: the endpoints speak other vendors' formats
+whose schemas we only sketch (what we validate), and the admin API is ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "code": {"type": ["string", "null"]},
+                "param": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+_MESSAGE = {
+    "type": "object",
+    "required": ["role", "content"],
+    "properties": {
+        "role": {"type": "string"},
+        "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+    },
+}
+_CIRCUIT = {
+    "type": "object",
+    "required": ["tenant", "provider", "state", "failures", "opened_at", "retry_at"],
+    "properties": {
+        "tenant": {"type": "string"},
+        "provider": {"type": "string"},
+        "state": {"enum": ["closed", "open", "half_open", "forced_open"]},
+        "failures": {"type": "integer"},
+        "opened_at": {"type": ["string", "null"], "format": "date-time"},
+        "retry_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {
+        str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
+        for code in codes
+    }
+
+
+def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _model_endpoint(summary: str, body: dict[str, Any], streams: bool) -> dict[str, Any]:
+    ok: dict[str, Any] = {
+        "description": "the answer",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+    if streams:
+        ok["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"gatewayKey": []}, {"tenantHeader": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {"200": ok, **_errors(400, 401, 404, 413, 502, 503)},
+        }
+    }
+
+
+_PAIR = [
+    {"name": "tenant", "in": "path", "required": True, "schema": {"type": "string"}},
+    {"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}},
+]
+_ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
+
+
+def document() -> dict[str, Any]:
+    chat = {
+        "type": "object",
+        "required": ["model", "messages"],
+        "properties": {
+            "model": {"type": "string", "description": "a route name or provider:model"},
+            "messages": {"type": "array", "items": _MESSAGE},
+            "stream": {"type": "boolean"},
+            "max_tokens": {"type": "integer", "minimum": 1},
+            "temperature": {"type": "number"},
+        },
+    }
+    messages = {
+        **chat,
+        "required": ["model", "messages", "max_tokens"],
+    }
+    embeddings = {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": {"type": "string"},
+            "input": {
+                "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+            },
+        },
+    }
+    change = {
+        "type": "object",
+        "properties": {
+            "reason": {"type": "string", "maxLength": 500},
+            "duration_s": {"type": "number", "exclusiveMinimum": 0},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "resilience gateway", "version": "0.1.0"},
+        "components": {
+            "securitySchemes": {
+                "gatewayKey": {"type": "http", "scheme": "bearer"},
+                "tenantHeader": {"type": "apiKey", "in": "header", "name": "x-tenant-id"},
+                "adminToken": {"type": "http", "scheme": "bearer"},
+            }
+        },
+        "paths": {
+            "/v1/chat/completions": _model_endpoint(
+                "OpenAI-compatible chat completions", chat, True
+            ),
+            "/v1/messages": _model_endpoint("Anthropic-compatible messages", messages, True),
+            "/v1/embeddings": _model_endpoint("OpenAI-compatible embeddings", embeddings, False),
+            "/admin/circuits": {
+                "get": {
+                    "summary": "list breakers",
+                    "security": _ADMIN,
+                    "parameters": [
+                        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                        for n in ("tenant", "provider", "state")
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"circuits": {"type": "array", "items": _CIRCUIT}},
+                            }
+                        ),
+                        **_errors(400, 401, 403),
+                    },
+                }
+            },
+            "/admin/circuits/{tenant}/{provider}": {
+                "get": {
+                    "summary": "one breaker",
+                    "security": _ADMIN,
+                    "parameters": _PAIR,
+                    "responses": {"200": _json(_CIRCUIT), **_errors(400, 401, 403, 404)},
+                }
+            },
+            "/admin/circuits/{tenant}/{provider}/reset": {
+                "post": {
+                    "summary": "close a breaker",
+                    "security": _ADMIN,
+                    "parameters": _PAIR,
+                    "requestBody": {"content": {"application/json": {"schema": change}}},
+                    "responses": {"200": _json(_CIRCUIT), **_errors(400, 401, 403, 404)},
+                }
+            },
+            "/admin/circuits/{tenant}/{provider}/open": {
+                "post": {
+                    "summary": "force a breaker open",
+                    "security": _ADMIN,
+                    "parameters": _PAIR,
+                    "requestBody": {"content": {"application/json": {"schema": change}}},
+                    "responses": {"200": _json(_CIRCUIT), **_errors(400, 401, 403, 404)},
+                }
+            },
+            "/admin/events": {
+                "get": {
+                    "summary": "audit events, newest first, cursor paging",
+                    "security": _ADMIN,
+                    "parameters": [
+                        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                        for n in ("tenant", "provider", "since", "until", "cursor", "limit")
+                    ],
+                    "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 403)},
+                }
+            },
+            "/healthz": {
+                "get": {"summary": "liveness", "responses": {"200": _json({"type": "object"})}}
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "readiness",
+                    "responses": {
+                        "200": _json({"type": "object"}),
+                        "503": _json({"type": "object"}, "not ready"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "text exposition format"}},
+                }
+            },
+        },
+    }
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(document())

@@ -1,0 +1,17 @@
+"""A trivial endpoint, with and without TenantMiddleware, for bench/gateway.py."""
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from resilience.resolvers import HeaderResolver
+from resilience.tenancy import TenantMiddleware
+
+
+async def hello(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+app_plain = Starlette(routes=[Route("/hello", hello)])
+app_tenant = TenantMiddleware(Starlette(routes=[Route("/hello", hello)]), resolver=HeaderResolver())
