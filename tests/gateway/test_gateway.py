@@ -183,6 +183,7 @@ async def test_admin_routes_need_a_token(running: Running) -> None:
         ("POST", "/admin/circuits/acme/primary/reset"),
         ("POST", "/admin/circuits/acme/primary/open"),
         ("GET", "/admin/events"),
+        ("GET", "/admin/summary?since=2026-01-01T00:00:00Z&until=2026-12-31T00:00:00Z"),
     ]
     for method, path in paths:
         for headers in ({}, {"authorization": "Bearer wrong"}):
@@ -198,6 +199,7 @@ async def test_tenant_limited_token_sees_and_changes_only_its_tenant(running: Ru
         ("POST", "/admin/circuits/globex/primary/reset"),
         ("POST", "/admin/circuits/*/primary/open"),
         ("GET", "/admin/events?tenant=globex"),
+        ("GET", "/admin/summary?since=2026-01-01T00:00:00Z&until=2026-12-31T00:00:00Z"),
     ]:
         response = await running.http.request(method, path, headers=limited)
         assert response.status_code == 403, (method, path)
