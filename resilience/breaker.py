@@ -274,8 +274,7 @@ class CircuitBreaker:
         self._retry_at = math.inf if duration_s is None else now + duration_s
         if self._state is _FORCED_OPEN:
             return False
-        self._opened_at = now
-        self._cooldown = duration_s if duration_s is not None else math.inf
+        self._opened_at = now  # the cooldown ladder is left alone: isolation is not a failure
         detail = _note(note)
         if duration_s is not None:
             detail = {**detail, "duration_s": duration_s}

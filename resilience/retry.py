@@ -13,6 +13,8 @@ with policies built from a `RetryPolicy`:
 - stop: after `max_attempts`; when the wait would not fit the deadline; when a
   Retry-After exceeds `max_retry_after_s`; when the (tenant, provider) budget
   has no retry left. Stopping re-raises the last error.
+- before_sleep: a retry that goes ahead spends the budget and is reported to
+  `on_retry`; the stop rule itself only decides.
 
 The retry budget keeps retries to `budget_ratio` of the pair's requests in the
 last `budget_window_s` (plus `budget_min_retries`), so an outage cannot
@@ -38,15 +40,20 @@ from resilience.types import BreakerKey, Clock, Sleep
 from resilience.window import SlidingCount
 
 __all__ = [
+    "OnRetry",
     "RetryBudget",
     "RetryBudgets",
     "RetryPolicy",
+    "WaitFullJitterOrRetryAfter",
     "full_jitter",
     "retry_call",
     "wait_retry_after",
 ]
 
 T = TypeVar("T")
+
+OnRetry = Callable[[int, ProviderError, float], None]
+"""`on_retry(failed_attempt, error, wait_s)`: called just before each wait between attempts."""
 
 
 def full_jitter(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
@@ -105,8 +112,8 @@ class RetryBudgets:
         return len(self._current) + len(self._previous)
 
 
-class _WaitJitterOrRetryAfter(wait_base):
-    """Retry-After when the provider sent one, full jitter otherwise."""
+class WaitFullJitterOrRetryAfter(wait_base):
+    """Retry-After when the provider sent one (it knows when it recovers), full jitter otherwise."""
 
     def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
         self._policy = policy
@@ -126,7 +133,7 @@ class _WaitJitterOrRetryAfter(wait_base):
 
 
 class _StopWhenNoRoom(stop_base):
-    """Stop on attempts, deadline, Retry-After cap or budget; spends the budget when it goes on."""
+    """Stop on attempts, deadline, Retry-After cap or budget; runs after the wait is chosen."""
 
     def __init__(self, policy: RetryPolicy, deadline: Deadline, budget: RetryBudget | None) -> None:
         self._policy = policy
@@ -143,15 +150,32 @@ class _StopWhenNoRoom(stop_base):
             return True
         if not self._deadline.fits(wait):
             return True
+        return self._budget is not None and not self._budget.can_retry()
+
+
+class _BeforeRetry:
+    """Tenacity's `before_sleep`: the retry is decided, so spend the budget and report it."""
+
+    def __init__(self, budget: RetryBudget | None, on_retry: OnRetry | None) -> None:
+        self._budget = budget
+        self._on_retry = on_retry
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> None:
         if self._budget is not None:
-            if not self._budget.can_retry():
-                return True
             self._budget.record_retry()
-        return False
+        error = _error(retry_state)
+        if self._on_retry is not None and error is not None:
+            self._on_retry(retry_state.attempt_number, error, retry_state.upcoming_sleep)
 
 
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.kind.policy.retryable
+
+
+def _numbered(exc: ProviderError, number: int) -> None:
+    """Say which attempt failed when the caller's `fn` did not."""
+    if exc.attempt is None:
+        exc.attempt = number
 
 
 def _error(retry_state: tenacity.RetryCallState) -> ProviderError | None:
@@ -170,17 +194,21 @@ async def retry_call(
     budget: RetryBudget | None = None,
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
+    on_retry: OnRetry | None = None,
 ) -> T:
     """Call `fn(attempt_number)` (1-based) until it succeeds or a stop rule says no more.
 
-    Raises the last `ProviderError` when retries stop (its `attempt` says which
-    attempt it came from), or any other exception from `fn` at once.
+    Attempts made: on success, the last number `fn` was called with; on failure,
+    the raised `ProviderError`'s `attempt` (set here when `fn` left it None).
+    Raises the last `ProviderError` when retries stop, or any other exception
+    from `fn` (cancellation included) at once and unchanged.
     """
     if budget is not None:
         budget.record_request()
     try:
         return await fn(1)
     except ProviderError as exc:
+        _numbered(exc, 1)
         if not _retryable(exc):
             raise
         first: ProviderError | None = exc
@@ -192,12 +220,17 @@ async def retry_call(
         if first is not None:
             replayed, first = first, None
             raise replayed
-        return await fn(number)
+        try:
+            return await fn(number)
+        except ProviderError as exc:
+            _numbered(exc, number)
+            raise
 
     retrying = tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(_retryable),
-        wait=_WaitJitterOrRetryAfter(policy, rng or random.Random()),
+        wait=WaitFullJitterOrRetryAfter(policy, rng or random.Random()),
         stop=_StopWhenNoRoom(policy, deadline, budget),
+        before_sleep=_BeforeRetry(budget, on_retry),
         sleep=sleep,
         reraise=True,
     )

@@ -580,3 +580,13 @@ def test_an_empty_store_passed_in_is_used_not_replaced(clock: FakeClock, sink: M
     assert len(store) == 0  # falsy, which once made the registry build its own
     reg = BreakerRegistry(store=store, clock=clock, wall_clock=clock.wall)
     assert reg.store is store
+
+
+def test_an_admin_isolation_does_not_lengthen_the_cooldown_after_it(clock: FakeClock) -> None:
+    """Found by the model test: the isolation's duration once replaced the cooldown ladder."""
+    reg = make(clock)
+    reg.force_open("acme", "openai", duration_s=600.0)
+    clock.advance(600.0)
+    breaker = reg.get("acme", "openai")
+    breaker.record_failure(breaker.acquire(), ErrorKind.OVERLOADED)
+    assert breaker.retry_after() == pytest.approx(60.0)  # 30 s doubled, not 600 doubled

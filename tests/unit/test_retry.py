@@ -61,6 +61,42 @@ async def test_attempts_are_counted_and_passed_to_fn(clock: FakeClock) -> None:
     assert len(clock.sleeps) == 2
 
 
+async def test_the_raised_error_says_which_attempt_failed(clock: FakeClock) -> None:
+    _, fn = failing([ErrorKind.SERVER_ERROR] * 5)
+    with pytest.raises(ProviderError) as info:
+        await run(fn, clock, RetryPolicy(max_attempts=4))
+    assert info.value.attempt == 4
+    _, once = failing([ErrorKind.AUTH])
+    with pytest.raises(ProviderError) as first:
+        await run(once, clock)
+    assert first.value.attempt == 1
+
+
+async def test_an_attempt_number_set_by_fn_is_kept(clock: FakeClock) -> None:
+    async def fn(number: int) -> str:
+        raise ProviderError("boom", kind=ErrorKind.TIMEOUT, attempt=number + 100)
+
+    with pytest.raises(ProviderError) as info:
+        await run(fn, clock, RetryPolicy(max_attempts=2))
+    assert info.value.attempt == 102
+
+
+async def test_on_retry_reports_each_failed_attempt_and_its_wait(clock: FakeClock) -> None:
+    _, fn = failing([ErrorKind.OVERLOADED, ErrorKind.NETWORK])
+    seen: list[tuple[int, ErrorKind, float]] = []
+    result: str = await retry_call(
+        fn,  # type: ignore[arg-type]
+        policy=RetryPolicy(),
+        deadline=Deadline.after(120.0, clock=clock),
+        sleep=clock.sleep,
+        rng=random.Random(3),
+        on_retry=lambda number, error, wait: seen.append((number, error.kind, wait)),
+    )
+    assert result == "ok"
+    assert [(n, k) for n, k, _ in seen] == [(1, ErrorKind.OVERLOADED), (2, ErrorKind.NETWORK)]
+    assert [w for _, _, w in seen] == clock.sleeps
+
+
 async def test_gives_up_after_max_attempts_with_the_last_error(clock: FakeClock) -> None:
     calls, fn = failing([ErrorKind.SERVER_ERROR] * 5)
     with pytest.raises(ProviderError) as info:
@@ -189,6 +225,18 @@ async def test_budget_refuses_retries_beyond_its_ratio_then_recovers(clock: Fake
     assert budget.can_retry()
 
 
+async def test_a_retry_refused_by_the_deadline_spends_no_budget(clock: FakeClock) -> None:
+    policy = RetryPolicy(budget_ratio=0.0, budget_min_retries=1)
+    budget = RetryBudget(policy, clock)
+    _, fn = failing([ErrorKind.OVERLOADED], retry_after_s=5.0)
+    with pytest.raises(ProviderError):
+        await run(fn, clock, policy, deadline_s=4.0, budget=budget)
+    assert budget.can_retry()
+    _, fn = failing([ErrorKind.OVERLOADED], retry_after_s=1.0)
+    assert await run(fn, clock, policy, budget=budget) == "ok"
+    assert not budget.can_retry()
+
+
 async def test_budget_memory_is_bounded_across_100000_pairs(clock: FakeClock) -> None:
     budgets = RetryBudgets(RetryPolicy(budget_window_s=60.0), clock=clock)
     peak = 0
@@ -219,12 +267,3 @@ async def test_wait_retry_after_waits_only_when_it_fits(clock: FakeClock) -> Non
         31.0, policy=policy, deadline=long_deadline, sleep=clock.sleep
     )
     assert clock.sleeps == [5.0]
-
-
-def test_deadline_reports_remaining_time_and_expiry(clock: FakeClock) -> None:
-    deadline = Deadline.after(2.0, clock=clock)
-    assert deadline.remaining() == 2.0 and not deadline.expired
-    clock.advance(2.5)
-    assert deadline.remaining() == 0.0 and deadline.expired
-    with pytest.raises(ValueError, match="deadline"):
-        Deadline.after(0.0, clock=clock)
