@@ -247,4 +247,6 @@ class BreakerAgainstModel(RuleBasedStateMachine):
 
 
 TestBreakerAgainstModel = BreakerAgainstModel.TestCase
-TestBreakerAgainstModel.settings = settings(max_examples=1500, stateful_step_count=60, deadline=None)
+TestBreakerAgainstModel.settings = settings(
+    max_examples=1500, stateful_step_count=60, deadline=None
+)
