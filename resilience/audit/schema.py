@@ -65,6 +65,28 @@ def to_row(event: BreakerTransition) -> dict[str, Any]:
     }
 
 
+def event_params(event: BreakerTransition) -> dict[str, Any]:
+    """`to_params(to_row(event))` without the round trip through strings (the hot path)."""
+    occurred = event.occurred_at
+    if occurred.tzinfo is None:
+        occurred = occurred.replace(tzinfo=UTC)
+    return {
+        "id": event.id,
+        "occurred_at": occurred,
+        "tenant_id": event.tenant_id,
+        "provider": event.provider,
+        "from_state": str(event.from_state),
+        "to_state": str(event.to_state),
+        "reason": str(event.reason),
+        "error_kind": str(event.error_kind) if event.error_kind else None,
+        "failures": event.failures,
+        "cooldown_s": _finite(event.cooldown_s),
+        "actor": event.actor,
+        "request_id": event.request_id,
+        "detail": dict(event.detail),
+    }
+
+
 def to_params(row: dict[str, Any]) -> dict[str, Any]:
     """A row dict with the Python types the table's columns bind."""
     occurred = datetime.fromisoformat(row["occurred_at"])

@@ -30,7 +30,7 @@ from sqlalchemy import Insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from resilience.audit.schema import breaker_events, to_params, to_row
+from resilience.audit.schema import breaker_events, event_params, to_params, to_row
 from resilience.audit.spool import Spool
 from resilience.events import BreakerTransition
 from resilience.types import Sleep
@@ -163,7 +163,7 @@ class DatabaseSink:
             if overflow:
                 self.stats.spooled += await self._spool(overflow)
             if batch:
-                await self._write_or_spool([to_row(event) for event in batch])
+                await self._write_or_spool(batch)
         except Exception:
             self._overflow[:0] = overflow + batch  # keep them for the next try (ids dedupe)
             raise
@@ -193,12 +193,12 @@ class DatabaseSink:
             batch.extend(self._drain_nowait(self._batch_size - len(batch)))
         return batch
 
-    async def _write_or_spool(self, batch: list[dict[str, Any]]) -> None:
+    async def _write_or_spool(self, batch: list[BreakerTransition]) -> None:
         try:
-            await self._write(batch)
+            await self._write([event_params(event) for event in batch])
         except Exception as exc:
             self.stats.failed_batches += 1
-            self.stats.spooled += await asyncio.to_thread(self.spool.append, batch)
+            self.stats.spooled += await self._spool(batch)
             if self.stats.database_up:
                 logger.warning("audit: database unreachable (%s); spooling", type(exc).__name__)
             self.stats.database_up = False
@@ -215,9 +215,9 @@ class DatabaseSink:
         if self.spool.pending():
             await self._replay()
 
-    async def _write(self, batch: list[dict[str, Any]]) -> None:
+    async def _write(self, params: list[dict[str, Any]]) -> None:
         async with self.engine.begin() as connection:
-            await connection.execute(self._insert, [to_params(row) for row in batch])
+            await connection.execute(self._insert, params)
 
     async def _replay(self) -> None:
         path = await asyncio.to_thread(self.spool.claim)
@@ -225,7 +225,7 @@ class DatabaseSink:
             return
         try:
             for batch in await asyncio.to_thread(lambda: list(self.spool.read(path, 1000))):
-                await self._write(batch)
+                await self._write([to_params(row) for row in batch])
                 self.stats.replayed += len(batch)
         except Exception as exc:
             logger.warning("audit: replay paused, database unreachable (%s)", type(exc).__name__)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from resilience.audit.database import create_engine, downgrade, migrate
 from resilience.audit.queries import BadCursor, list_events, open_periods, provider_summary
-from resilience.audit.schema import breaker_events
+from resilience.audit.schema import breaker_events, event_params, to_params, to_row
 from resilience.audit.sink import DatabaseSink
 from resilience.errors import ErrorKind
 from resilience.events import BreakerTransition
@@ -206,3 +206,21 @@ async def test_detail_is_jsonb_on_postgresql(pg_url: str, tmp_path: object) -> N
 
 def test_ids_are_uuids() -> None:
     assert isinstance(SCRIPT[0].id, uuid.UUID)
+
+
+def test_the_writers_direct_rows_equal_the_spool_round_trip() -> None:
+    """Queued events skip the spool's string form; both paths must bind identical rows."""
+    odd = event(
+        "t1",
+        "openai",
+        "open",
+        "half_open",
+        "cooldown_elapsed",
+        1,
+        kind=ErrorKind.SERVER_ERROR,
+        actor="ops@x",
+        failures=3,
+        cooldown_s=float("nan"),
+    )
+    for e in [*SCRIPT, odd]:
+        assert event_params(e) == to_params(to_row(e))
