@@ -1,25 +1,58 @@
 """The chaos upstream: fake Anthropic and OpenAI APIs with scripted faults.
 
-Drive the real SDKs at it to test a configuration without any API key::
+Point the real `anthropic` / `openai` SDKs (or your gateway's provider config) at it to see
+what your configuration does when a provider fails, with no API key and no network.
+
+Routes, for any upstream name U (one server plays many providers)::
+
+    POST /U/v1/messages            Anthropic Messages (JSON and SSE)   base_url=f"{root}/U"
+    POST /U/v1/chat/completions    OpenAI chat (JSON and SSE)          base_url=f"{root}/U/v1"
+    POST /U/v1/embeddings          OpenAI embeddings (float / base64)  base_url=f"{root}/U/v1"
+
+Healthy answers are deterministic: the text is ``ok: <first 40 chars of the last user
+message> (answered by chaos)``, streamed one word per chunk, with usage counted in words;
+embeddings are 8 numbers derived from a hash of each input.
+
+Script faults from Python::
 
     chaos = ChaosUpstream()
-    chaos.add_fault(Fault(status=503), upstream="openai", times=2)   # two 503s, then healthy
+    chaos.add_fault(Fault(status=503), upstream="openai", times=2)     # two 503s, then healthy
     chaos.add_fault(Fault(status=429, retry_after="5"), api_key="tenant-a-key")
-    chaos.add_fault(Fault(drop_after_chunks=2), upstream="anthropic", api="messages")
+    chaos.add_fault(Fault(drop_after_chunks=2), upstream="claude", api="messages")
+    chaos.sequence([Fault(status=500), None, Fault(hang=True)], upstream="openai")
 
-    http = httpx2.AsyncClient(transport=chaos.transport())            # in-process
-    client = openai.AsyncOpenAI(base_url="http://chaos/openai/v1", api_key="x", http_client=http)
+    # in-process: streams, honours the SDK's read timeout, cuts streams like a socket does
+    http = httpx2.AsyncClient(transport=chaos.transport())
+    sdk = openai.AsyncOpenAI(base_url="http://chaos/openai/v1", api_key="x", http_client=http)
 
-    async with chaos.serve() as root:                                   # a real loopback server
-        anthropic.AsyncAnthropic(base_url=f"{root}/anthropic", api_key="x")
+    async with chaos.serve() as root:                                 # real loopback socket
+        sdk = anthropic.AsyncAnthropic(base_url=f"{root}/claude", api_key="x")
 
-Any path segment names an upstream, so one server plays many providers. As a
-process: `resilience chaos --port 8900`, scripted over HTTP with
-`POST /_chaos/faults {"fault": {"status": 503}, "upstream": "openai", "times": 2}`,
-`GET /_chaos/hits`, `POST /_chaos/reset`.
+    chaos.hits, chaos.hit_count(upstream="openai")                    # what was asked
+
+The first live rule that matches (upstream, model, api_key, api; None matches anything)
+decides a request's fault; `times=N` rules expire after N matches. Fields of `Fault`
+combine: `latency_s`, `hang`, `status` (+ `error_type`, `error_code`, `message`,
+`retry_after`, `retry_after_ms`), `wrong_content_type`, `malformed_body`, `truncated_body`,
+and for streams `chunk_delay_s`, `error_event_after_chunks`, `drop_after_chunks`,
+`reset_after_chunks`, `stall_after_chunks`, `no_end_marker` (N counts content chunks; an N
+past the end applies just before the end of the stream).
+
+From another process (`resilience chaos --port 8900`), script it over HTTP::
+
+    POST   /_chaos/faults     {"fault": {"status": 503}, "upstream": "openai", "times": 2}
+                              -> {"id": 1}
+    POST   /_chaos/sequence   {"faults": [{"status": 500}, null], "upstream": "openai"}
+    GET    /_chaos/faults     DELETE /_chaos/faults     DELETE /_chaos/faults/{id}
+    GET    /_chaos/hits       DELETE /_chaos/hits       POST   /_chaos/reset
+
+Limits: a TCP reset needs uvicorn (`serve()` or `resilience chaos`); under another ASGI
+server it degrades to a drop. Over `transport()` there is no socket, so a drop and a reset
+are the httpx2 errors a socket would raise (`RemoteProtocolError`, `ReadError`).
 """
 
-from resilience.chaos.app import ChaosDrop, ChaosUpstream
+from resilience.chaos.app import ChaosUpstream
 from resilience.chaos.script import Fault, Hit
+from resilience.chaos.stream import ChaosDrop, ChaosReset
 
-__all__ = ["ChaosDrop", "ChaosUpstream", "Fault", "Hit"]
+__all__ = ["ChaosDrop", "ChaosReset", "ChaosUpstream", "Fault", "Hit"]

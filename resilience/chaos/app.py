@@ -3,50 +3,89 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 import httpx2
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from resilience.chaos import formats as wire
+from resilience.chaos import anthropic_api, openai_api
+from resilience.chaos.answers import last_user_text
+from resilience.chaos.inprocess import ChaosTransport
 from resilience.chaos.script import Api, Fault, Hit, Script
+from resilience.chaos.stream import TRANSPORT_KEY, EventStream, transport_of, until_disconnect
 from resilience.serving import serve_asgi
 from resilience.types import Clock, Sleep
 
+_UPSTREAM = "{upstream}"
 
-class ChaosDrop(ConnectionError):
-    """Raised inside a streaming body to make the server drop the connection."""
+
+class _ChaosApp(Starlette):
+    """Starlette, plus the connection's transport in the scope (for drops and resets) and
+    the set of connections with a request in flight (so `serve()` can cut them on exit)."""
+
+    in_flight: set[asyncio.Transport]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        transport = transport_of(send) if scope["type"] == "http" else None
+        if transport is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope[TRANSPORT_KEY] = transport
+        self.in_flight.add(transport)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.in_flight.discard(transport)
+
+
+class _NoResponse(Response):
+    """For a client that has gone: nothing left to send."""
+
+    def __init__(self) -> None:
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        return None
 
 
 class ChaosUpstream:
     """Serves `/U/v1/messages`, `/U/v1/chat/completions` and `/U/v1/embeddings` for any name U.
 
-    An Anthropic SDK uses `base_url=f"{root}/U"`; an OpenAI SDK `f"{root}/U/v1"`.
-    Faults are scripted with `add_fault` (or `POST /_chaos/faults` from another
-    process); every request is recorded in `hits`.
+    An Anthropic SDK uses `base_url=f"{root}/U"`, an OpenAI SDK `f"{root}/U/v1"`. Faults
+    are scripted with `add_fault` (or `POST /_chaos/faults` from another process); every
+    request is recorded in `hits`.
+
+    Args:
+        clock: stamps each `Hit.at`.
+        sleep: waits out `Fault.latency_s` and `Fault.chunk_delay_s`; pass a recording
+            fake to keep tests instant.
     """
 
     def __init__(self, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
         self._script = Script(clock)
         self._sleep = sleep
-        self.app = Starlette(
+        self._app = _ChaosApp(
             routes=[
-                Route("/{upstream}/v1/messages", self._messages, methods=["POST"]),
-                Route("/{upstream}/v1/chat/completions", self._chat, methods=["POST"]),
-                Route("/{upstream}/v1/embeddings", self._embeddings, methods=["POST"]),
-                Route("/_chaos/faults", self._control_faults, methods=["POST", "DELETE"]),
-                Route("/_chaos/hits", self._control_hits, methods=["GET", "DELETE"]),
-                Route("/_chaos/reset", self._control_reset, methods=["POST"]),
+                Route(f"/{_UPSTREAM}/v1/messages", self._messages, methods=["POST"]),
+                Route(f"/{_UPSTREAM}/v1/chat/completions", self._chat, methods=["POST"]),
+                Route(f"/{_UPSTREAM}/v1/embeddings", self._embeddings, methods=["POST"]),
+                Route("/_chaos/faults", self._faults, methods=["GET", "POST", "DELETE"]),
+                Route("/_chaos/faults/{rule_id:int}", self._remove, methods=["DELETE"]),
+                Route("/_chaos/sequence", self._sequence, methods=["POST"]),
+                Route("/_chaos/hits", self._hits, methods=["GET", "DELETE"]),
+                Route("/_chaos/reset", self._reset, methods=["POST"]),
             ]
         )
+        self._app.in_flight = set()
+        self.app: Starlette = self._app
 
     # -- scripting -------------------------------------------------------------------------
 
@@ -60,7 +99,16 @@ class ChaosUpstream:
         api: Api | None = None,
         times: int | None = None,
     ) -> int:
-        """Apply `fault` to matching requests (None matches anything); returns the rule id."""
+        """Apply `fault` to matching requests; returns the id for `remove_fault`.
+
+        Args:
+            fault: what to do; None answers healthily (useful to let some requests through
+                ahead of a broader fault).
+            upstream, model, api_key, api: what a request must match; None matches anything.
+            times: how many matching requests this applies to; None means forever.
+
+        The first live match in insertion order decides a request's fault.
+        """
         return self._script.add(
             fault, upstream=upstream, model=model, api_key=api_key, api=api, times=times
         )
@@ -73,186 +121,194 @@ class ChaosUpstream:
         model: str | None = None,
         api_key: str | None = None,
         api: Api | None = None,
-    ) -> None:
+    ) -> list[int]:
         """One matching request each, in order; None means a healthy answer."""
-        for fault in faults:
-            self.add_fault(fault, upstream=upstream, model=model, api_key=api_key, api=api, times=1)
+        return [
+            self.add_fault(f, upstream=upstream, model=model, api_key=api_key, api=api, times=1)
+            for f in faults
+        ]
 
-    def remove_fault(self, rule_id: int) -> None:
-        self._script.remove(rule_id)
+    def remove_fault(self, rule_id: int) -> bool:
+        """False if there was no such rule (or it was used up)."""
+        return self._script.remove(rule_id)
 
     def clear_faults(self) -> None:
         self._script.rules.clear()
 
     def reset(self) -> None:
+        """Forget every fault and every hit."""
         self._script.rules.clear()
         self._script.hits.clear()
 
     @property
     def hits(self) -> list[Hit]:
+        """Every request received, in order (requests whose body was not JSON included)."""
         return self._script.hits
 
     def hit_count(
         self,
-        *,
         upstream: str | None = None,
         model: str | None = None,
         api: Api | None = None,
         api_key: str | None = None,
     ) -> int:
-        return sum(
-            1
-            for h in self._script.hits
-            if upstream in (None, h.upstream)
-            and model in (None, h.model)
-            and api in (None, h.api)
-            and api_key in (None, h.api_key)
-        )
+        return self._script.count(upstream, model, api, api_key)
 
-    # -- ways to reach it ----------------------------------------------------------------------
+    # -- ways to reach it ------------------------------------------------------------------
 
     def transport(self) -> httpx2.ASGITransport:
-        """In-process: `httpx2.AsyncClient(transport=chaos.transport())`. Responses are buffered,
-        so faults after N chunks land before the first byte; use `serve()` for those."""
-        return httpx2.ASGITransport(app=self.app)
+        """In-process: `httpx2.AsyncClient(transport=chaos.transport())`.
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> AbstractAsyncContextManager[str]:
-        """A real uvicorn server on loopback for the duration; yields its root URL."""
-        return serve_asgi(self.app, host=host, port=port)
+        Streams, honours the read timeout, and ends cut streams with the httpx2 errors a
+        socket gives (see `resilience.chaos.inprocess`).
+        """
+        return ChaosTransport(app=self.app)
 
-    # -- the fake APIs -------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """A real uvicorn server in this event loop for the duration; yields its root URL.
+
+        Port 0 picks a free port. On exit, connections with a request still in flight (a
+        hang, a stall) are closed first, as a server going away would, so leaving never
+        waits on them and leaves no task behind.
+        """
+        async with serve_asgi(self.app, host=host, port=port) as root:
+            try:
+                yield root
+            finally:
+                bound = int(root.rsplit(":", 1)[1])
+                for transport in list(self._app.in_flight):
+                    sockname = transport.get_extra_info("sockname")
+                    if isinstance(sockname, tuple) and sockname[1] == bound:
+                        transport.close()
+
+    # -- the fake APIs ---------------------------------------------------------------------
 
     async def _messages(self, request: Request) -> Response:
-        return await self._serve(request, "messages")
+        return await self._answer(request, "messages")
 
     async def _chat(self, request: Request) -> Response:
-        return await self._serve(request, "chat")
+        return await self._answer(request, "chat")
 
     async def _embeddings(self, request: Request) -> Response:
-        return await self._serve(request, "embeddings")
+        return await self._answer(request, "embeddings")
 
-    async def _serve(self, request: Request, api: Api) -> Response:
-        anthropic = api == "messages"
+    async def _answer(self, request: Request, api: Api) -> Response:
+        upstream = request.path_params["upstream"]
+        api_key = _api_key(request)
         try:
             body = json.loads(await request.body())
             if not isinstance(body, dict):
-                raise ValueError("body is not an object")
+                raise ValueError("not an object")
         except ValueError:
-            return _error(anthropic, 400, None, None, "chaos: request body is not valid JSON")
-        upstream = request.path_params["upstream"]
+            at = self._script.clock()
+            self._script.record(Hit(upstream, api, None, api_key, False, None, at))
+            return _error(api, Fault(status=400, message="chaos: the body is not a JSON object"))
         model = body.get("model") if isinstance(body.get("model"), str) else None
-        stream = body.get("stream") is True
-        fault = self._script.take(upstream, api, model, _api_key(request), stream)
-        fault = fault or Fault()
-        if fault.latency_s:
-            await self._sleep(fault.latency_s)
+        stream = body.get("stream") is True and api != "embeddings"
+        fault = self._script.take(upstream, api, model, api_key, stream) or Fault()
+        if fault.latency_s and await _gone_during(request, self._sleep(fault.latency_s)):
+            return _NoResponse()
         if fault.hang:
-            await _until_disconnect(request)
-            return Response(status_code=499)
+            await until_disconnect(request.receive)
+            return _NoResponse()
         if fault.status is not None:
-            return _error(
-                anthropic,
-                fault.status,
-                fault.error_type,
-                fault.error_code,
-                fault.message,
-                headers=_retry_headers(fault),
-            )
+            return _error(api, fault)
         if fault.wrong_content_type:
             return Response("<html><body>502 Bad Gateway</body></html>", media_type="text/html")
         model = model or "chaos-model"
         if api == "embeddings":
-            inputs = body.get("input")
-            items = [inputs] if isinstance(inputs, str) else [str(i) for i in inputs or []]
-            encoding = str(body.get("encoding_format") or "float")
-            return _json(wire.openai_embeddings(model, items, encoding), fault)
-        prompt = wire.last_user_text(body.get("messages"))
+            raw = body.get("input")
+            inputs = [raw] if isinstance(raw, str) else [str(i) for i in raw or []]
+            encoding = "base64" if body.get("encoding_format") == "base64" else "float"
+            return _json(openai_api.embeddings(model, inputs, encoding), fault)
+        prompt = last_user_text(body.get("messages"))
+        if api == "messages":
+            if stream:
+                return EventStream(anthropic_api.stream(model, prompt, fault), fault, self._sleep)
+            return _json(anthropic_api.message(model, prompt), fault)
         if stream:
-            frames = self._anthropic_frames if anthropic else self._openai_frames
-            return StreamingResponse(frames(model, prompt, fault), media_type="text/event-stream")
-        payload = (
-            wire.anthropic_message(model, prompt)
-            if anthropic
-            else wire.openai_completion(model, prompt)
-        )
-        return _json(payload, fault)
+            options = body.get("stream_options")
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            frames = openai_api.stream(model, prompt, fault, include_usage=usage)
+            return EventStream(frames, fault, self._sleep)
+        return _json(openai_api.completion(model, prompt), fault)
 
-    async def _anthropic_frames(
-        self, model: str, prompt: str, fault: Fault
-    ) -> AsyncIterator[bytes]:
-        for frame in wire.anthropic_stream_head(model, prompt):
-            yield frame
-        text = wire.answer(prompt)
-        async for piece in self._content(wire.words(text), fault, wire.anthropic_delta):
-            if piece is None:
-                yield wire.anthropic_error_event(fault.error_type, fault.message)
-                return
-            yield piece
-        if fault.no_end_marker:
-            return
-        for frame in wire.anthropic_stream_tail(wire.token_count(text)):
-            yield frame
+    # -- control API for other processes ---------------------------------------------------
 
-    async def _openai_frames(self, model: str, prompt: str, fault: Fault) -> AsyncIterator[bytes]:
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        yield wire.openai_chunk(completion_id, model, {"role": "assistant", "content": ""})
-        text = wire.answer(prompt)
-
-        def delta(piece: str) -> bytes:
-            return wire.openai_chunk(completion_id, model, {"content": piece})
-
-        async for frame in self._content(wire.words(text), fault, delta):
-            if frame is None:
-                yield wire.openai_error_event(fault.error_type, fault.error_code, fault.message)
-                return
-            yield frame
-        if fault.no_end_marker:
-            return
-        yield wire.openai_chunk(completion_id, model, {}, finish="stop")
-        yield wire.openai_usage_chunk(completion_id, model, prompt, text)
-        yield wire.sse("[DONE]")
-
-    async def _content(
-        self, pieces: list[str], fault: Fault, frame: Callable[[str], bytes]
-    ) -> AsyncIterator[bytes | None]:
-        """Content frames with the after-N faults applied; None asks for an error event."""
-        for sent, piece in enumerate(pieces):
-            if sent == fault.error_event_after_chunks:
-                yield None
-                return
-            if sent == fault.drop_after_chunks:
-                raise ChaosDrop(f"chaos: dropped after {sent} chunks")
-            if sent == fault.stall_after_chunks:
-                await asyncio.Event().wait()
-            if fault.chunk_delay_s and sent:
-                await self._sleep(fault.chunk_delay_s)
-            yield frame(piece)
-
-    # -- control API for other processes -------------------------------------------------
-
-    async def _control_faults(self, request: Request) -> Response:
+    async def _faults(self, request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse({"faults": [r.as_dict() for r in self._script.rules]})
         if request.method == "DELETE":
             self.clear_faults()
             return JSONResponse({"ok": True})
         try:
-            data = await request.json()
-            fault_data = data.get("fault")
-            fault = Fault.from_dict(fault_data) if fault_data is not None else None
-            match = {k: data.get(k) for k in ("upstream", "model", "api_key", "api", "times")}
-            rule_id = self.add_fault(fault, **match)
-        except (ValueError, TypeError, AttributeError) as exc:
+            data = await _json_object(request)
+            rule_id = self.add_fault(_fault_of(data.get("fault")), **_match_of(data, "times"))
+        except (ValueError, TypeError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"id": rule_id})
 
-    async def _control_hits(self, request: Request) -> Response:
+    async def _remove(self, request: Request) -> Response:
+        removed = self.remove_fault(request.path_params["rule_id"])
+        return JSONResponse({"ok": removed}, status_code=200 if removed else 404)
+
+    async def _sequence(self, request: Request) -> Response:
+        try:
+            data = await _json_object(request)
+            faults = data.get("faults")
+            if not isinstance(faults, list):
+                raise ValueError("faults: must be a list of faults or nulls")
+            parsed = [_fault_of(f) for f in faults]
+            ids = self.sequence(parsed, **_match_of(data))
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"ids": ids})
+
+    async def _hits(self, request: Request) -> Response:
         if request.method == "DELETE":
             self._script.hits.clear()
             return JSONResponse({"ok": True})
         return JSONResponse({"hits": [h.as_dict() for h in self._script.hits]})
 
-    async def _control_reset(self, request: Request) -> Response:
+    async def _reset(self, request: Request) -> Response:
         self.reset()
         return JSONResponse({"ok": True})
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        data = json.loads(await request.body())
+    except ValueError:
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    return data
+
+
+def _fault_of(data: Any) -> Fault | None:
+    return None if data is None else Fault.from_dict(data)
+
+
+def _match_of(data: dict[str, Any], *extra: str) -> dict[str, Any]:
+    allowed = {"fault", "faults", "upstream", "model", "api_key", "api", *extra}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}")
+    return {k: data[k] for k in ("upstream", "model", "api_key", "api", *extra) if k in data}
+
+
+async def _gone_during(request: Request, wait: Awaitable[None]) -> bool:
+    """Waits; True if the client went away first (then the wait is cancelled)."""
+    waiting = asyncio.ensure_future(wait)
+    gone = asyncio.ensure_future(until_disconnect(request.receive))
+    try:
+        await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+        gone.cancel()
+        await asyncio.gather(waiting, gone, return_exceptions=True)
+    return gone.done() and not gone.cancelled()
 
 
 def _api_key(request: Request) -> str | None:
@@ -263,42 +319,25 @@ def _api_key(request: Request) -> str | None:
     return token or None if scheme.lower() == "bearer" else None
 
 
-def _retry_headers(fault: Fault) -> dict[str, str]:
-    headers = {}
+def _error(api: Api, fault: Fault) -> Response:
+    status = fault.status or 500
+    headers: dict[str, str] = {}
     if fault.retry_after is not None:
         headers["retry-after"] = fault.retry_after
     if fault.retry_after_ms is not None:
         headers["retry-after-ms"] = fault.retry_after_ms
-    return headers
-
-
-def _error(
-    anthropic: bool,
-    status: int,
-    error_type: str | None,
-    code: str | None,
-    message: str | None,
-    *,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    headers = dict(headers or {})
-    if anthropic:
-        body: dict[str, Any] = wire.anthropic_error(status, error_type, message)
-        headers["request-id"] = str(body["request_id"])
+    if api == "messages":
+        body, ids = anthropic_api.error(status, fault.error_type, fault.message, fault.error_code)
+        headers.update(ids)
     else:
-        body = wire.openai_error(status, error_type, code, message)
+        body = openai_api.error(status, fault.error_type, fault.error_code, fault.message)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _json(payload: dict[str, Any], fault: Fault) -> Response:
     text = json.dumps(payload)
     if fault.malformed_body:
-        return Response("{this is not json", media_type="application/json")
-    if fault.truncated_body:
-        return Response(text[: len(text) // 2], media_type="application/json")
+        text = "{chaos: this is not json"
+    elif fault.truncated_body:
+        text = text[: len(text) // 2]
     return Response(text, media_type="application/json")
-
-
-async def _until_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass

@@ -1,4 +1,4 @@
-"""`resilience chaos`: the chaos upstream as a standalone server."""
+"""`resilience chaos`: the chaos upstream as a standalone server, scripted over HTTP."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from resilience.chaos.app import ChaosUpstream
 
 
 def run(host: str = "127.0.0.1", port: int = 8900) -> None:
-    """Serve until interrupted; script it over `/_chaos/*`."""
-    print(f"chaos upstream on http://{host}:{port}  (anthropic: /NAME, openai: /NAME/v1)")
+    """Serve until interrupted; script it over `/_chaos/*` (see `resilience.chaos`)."""
+    root = f"http://{host}:{port}"
+    print(f"chaos upstream on {root}  (anthropic: {root}/NAME, openai: {root}/NAME/v1)")
     uvicorn.run(ChaosUpstream().app, host=host, port=port, log_level="warning")
