@@ -1,6 +1,7 @@
 """How a request names its tenant: a trusted header, or a gateway API key.
 
-A resolver takes the request `Headers` and returns the tenant id, or raises
+A resolver takes the request `Headers` (http or websocket alike) and returns
+the tenant id, returns None when the request names none, or raises
 `TenantRejected` with the status and code to answer. A plain callable works
 too, sync or async.
 """
@@ -20,8 +21,14 @@ from resilience.types import TenantId
 T = TypeVar("T")
 
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""Use with `fullmatch`: `^...$` would accept a trailing newline."""
 
-Resolver = Callable[[Headers], str | Awaitable[str | None] | None]
+_ALLOWED = re.compile(r"[A-Za-z0-9._-]")
+_SHOWN = 32
+_RULE = "1-64 characters of A-Z a-z 0-9 . _ -, the first a letter or digit"
+
+Resolver = Callable[[Headers], TenantId | Awaitable[TenantId | None] | None]
+"""Headers in; the tenant id out (None: the request names none), or `TenantRejected`."""
 
 
 class InvalidTenantId(ValueError):
@@ -32,30 +39,62 @@ class TenantRejected(Exception):
     """A resolver refuses the request: answered with `status` and an OpenAI-style error."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError(f"a rejection needs a 4xx or 5xx status, got {status}")
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
 
+    def __repr__(self) -> str:
+        return f"TenantRejected({self.status}, {self.code!r}, {self.message!r})"
+
 
 def validate_tenant_id(value: object) -> TenantId:
-    """Return `value` if it is a valid tenant id; the error never echoes more than 40 chars."""
-    if not isinstance(value, str) or not TENANT_ID.fullmatch(value):
-        shown = repr(value)[:40] + ("..." if len(repr(value)) > 40 else "")
-        raise InvalidTenantId(
-            f"invalid tenant id {shown}: expected 1-64 characters of A-Z a-z 0-9 . _ -, "
-            "starting with a letter or digit"
-        )
-    return value
+    """Return `value` if it is a valid tenant id, else raise `InvalidTenantId` naming the problem.
+
+    The message shows at most 32 characters of the value, ASCII-escaped, so a
+    hostile header can neither flood a log nor smuggle CR/LF or look-alikes.
+    """
+    if isinstance(value, str) and TENANT_ID.fullmatch(value):
+        return value
+    raise InvalidTenantId(f"invalid tenant id {_shown(value)}: {_problem(value)}; expected {_RULE}")
+
+
+def _shown(value: object) -> str:
+    if not isinstance(value, str):
+        return f"of type {type(value).__name__}"
+    if len(value) <= _SHOWN:
+        return ascii(value)
+    return f"{value[:_SHOWN]!a}... ({len(value)} characters)"
+
+
+def _problem(value: object) -> str:
+    if not isinstance(value, str):
+        return "not a string"
+    if not value:
+        return "empty"
+    if len(value) > 64:
+        return "too long"
+    for position, char in enumerate(value):
+        if not _ALLOWED.fullmatch(char):
+            return f"character U+{ord(char):04X} at position {position} is not allowed"
+        if position == 0 and not char.isalnum():
+            return f"starts with {char!r}"
+    return "does not match"  # unreachable while _ALLOWED and TENANT_ID agree
 
 
 class HeaderResolver:
-    """The tenant from a trusted header, set by an auth gateway in front of this app."""
+    """The tenant from a trusted header, set by an auth gateway in front of this app.
+
+    Only safe when every request passes that gateway: a client that reaches the
+    app directly can name any tenant.
+    """
 
     def __init__(self, header: str = "x-tenant-id") -> None:
         self.header = header.lower()
 
-    def __call__(self, headers: Headers) -> str:
+    def __call__(self, headers: Headers) -> TenantId:
         values = headers.getlist(self.header)
         if not values:
             raise TenantRejected(401, "missing_tenant", f"missing {self.header} header")
@@ -76,10 +115,12 @@ class DigestMatcher(Generic[T]):
     """
 
     def __init__(self, entries: Iterable[tuple[str, T]]) -> None:
-        self._entries = [(bytes.fromhex(digest), owner) for digest, owner in entries]
+        self._entries = [(_digest_bytes(digest), owner) for digest, owner in entries]
 
-    def match(self, secret: str) -> T | None:
-        digest = hashlib.sha256(secret.encode()).digest()
+    def match(self, secret: str | bytes) -> T | None:
+        """The owner of `secret` (str is hashed as UTF-8, bytes as they are), or None."""
+        raw = secret.encode() if isinstance(secret, str) else secret
+        digest = hashlib.sha256(raw).digest()
         found: T | None = None
         for stored, owner in self._entries:
             if hmac.compare_digest(stored, digest):
@@ -90,24 +131,41 @@ class DigestMatcher(Generic[T]):
         return len(self._entries)
 
 
+def _digest_bytes(digest: str) -> bytes:
+    # Not echoed: a raw key pasted where its digest belongs must not reach a log.
+    try:
+        raw = bytes.fromhex(digest)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError("expected a SHA-256 hex digest (64 hex characters)")
+    return raw
+
+
 class ApiKeyResolver:
     """The tenant owning the `Authorization: Bearer <key>` (or `x-api-key`) gateway key.
 
-    Keys are stored as SHA-256 hex digests. The presented key's digest is
-    compared with every stored one in constant time, so neither timing nor an
-    early exit tells which entry, if any, came close.
+    Args:
+        key_hashes: SHA-256 hex digest of each gateway key (see `hash_key`) to
+            the tenant that owns it; a tenant may own several keys.
+
+    The presented key's digest is compared with every stored one in constant
+    time. No key: 401 `missing_api_key`; an unknown key: 401 `invalid_api_key`.
     """
 
     def __init__(self, key_hashes: Mapping[str, TenantId]) -> None:
         self._keys = DigestMatcher((d, validate_tenant_id(t)) for d, t in key_hashes.items())
 
-    def __call__(self, headers: Headers) -> str:
+    def __call__(self, headers: Headers) -> TenantId:
         scheme, _, key = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            key = headers.get("x-api-key", "")  # older Anthropic clients send the key here
-        if not key.strip():
+            key = headers.get("x-api-key", "")  # Anthropic-style clients send the key here
+        key = key.strip()
+        if not key:
             raise TenantRejected(401, "missing_api_key", "missing Authorization: Bearer <key>")
-        found = self._keys.match(key.strip())
+        # Headers decode as latin-1; encoding back gives the bytes the client sent, so a
+        # non-ASCII key hashes the same here as in `hash_key` (UTF-8).
+        found = self._keys.match(key.encode("latin-1"))
         if found is None:
             raise TenantRejected(401, "invalid_api_key", "unknown API key")
         return found

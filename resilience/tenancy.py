@@ -1,11 +1,11 @@
-"""Who is calling: the tenant of the current request, in a contextvar.
+"""Who is calling: the tenant and request id of the current request, in contextvars.
 
 `TenantMiddleware` is pure ASGI (no `BaseHTTPMiddleware`, which breaks
 contextvars and streaming): it resolves the tenant from the request headers,
 sets `current_tenant()` for the whole downstream call — streaming bodies and
 background tasks run after the response included — and resets it afterwards.
 Missing or invalid tenants get an OpenAI-shaped JSON error and the app never
-runs. Lifespan scopes and exempt paths pass through untouched.
+runs. Lifespan scopes pass through untouched; exempt paths run without a tenant.
 """
 
 from __future__ import annotations
@@ -32,6 +32,18 @@ _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "resilience_request_id", default=None
 )
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_HEADERED_STARTS = frozenset(
+    {"http.response.start", "websocket.http.response.start", "websocket.accept"}
+)
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+_MAX_MESSAGE = 200
+_POLICY_VIOLATION = 1008
 
 
 def current_tenant() -> TenantId:
@@ -46,6 +58,7 @@ def current_tenant() -> TenantId:
 
 
 def current_tenant_or_none() -> TenantId | None:
+    """The current tenant, or None outside a request, `tenant_scope()` or on an exempt path."""
     return _tenant.get()
 
 
@@ -56,7 +69,11 @@ def current_request_id() -> str | None:
 
 @contextmanager
 def tenant_scope(tenant_id: str, *, request_id: str | None = None) -> Iterator[TenantId]:
-    """Set the tenant for background jobs; nested scopes restore the outer one on exit."""
+    """Set the tenant (and optionally a request id) for background jobs.
+
+    A plain `with` works in async code too: tasks created inside inherit the
+    tenant. Nested scopes restore the outer one on exit, even on an error.
+    """
     tenant = validate_tenant_id(tenant_id)
     token = _tenant.set(tenant)
     id_token = _request_id.set(request_id) if request_id is not None else None
@@ -75,9 +92,17 @@ class TenantMiddleware:
         app: the ASGI app to wrap.
         resolver: a resolver object (`HeaderResolver`, `ApiKeyResolver`) or any
             callable taking the request `Headers` and returning the tenant id
-            (sync or async); raise `TenantRejected` to refuse.
-        exempt_paths: paths served without a tenant: exact matches, or prefixes
-            when they end with "/".
+            (sync or async); return None when there is none, raise
+            `TenantRejected` to refuse with your own status and code.
+        exempt_paths: paths served without a tenant (`current_tenant_or_none()`
+            is None there): an entry matches exactly, or, when it ends with
+            "/", as a prefix ("/static/" covers "/static/app.css").
+
+    Every http response and websocket accept gets an `x-request-id` header: the
+    incoming one when it is 1-128 characters of A-Z a-z 0-9 . _ -, else a new
+    uuid4 hex. Refusals: 401 `missing_tenant`, 400 `invalid_tenant`, or what
+    the resolver raised; on a websocket, an http denial response when the
+    server supports `websocket.http.response`, else a close with code 1008.
     """
 
     def __init__(
@@ -87,9 +112,11 @@ class TenantMiddleware:
         resolver: Resolver,
         exempt_paths: Iterable[str] = ("/healthz", "/readyz", "/metrics"),
     ) -> None:
+        paths = tuple(exempt_paths)
+        if isinstance(exempt_paths, str) or not all(p.startswith("/") for p in paths):
+            raise ValueError("exempt_paths: expected paths starting with '/'")
         self.app = app
         self.resolver = resolver
-        paths = tuple(exempt_paths)
         self.exempt_exact = frozenset(p for p in paths if not p.endswith("/"))
         self.exempt_prefixes = tuple(p for p in paths if p.endswith("/"))
 
@@ -97,36 +124,46 @@ class TenantMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        path: str = scope.get("path", "")
-        if path in self.exempt_exact or path.startswith(self.exempt_prefixes):
-            await self.app(scope, receive, send)
-            return
         headers = Headers(scope=scope)
         request_id = _sane_request_id(headers.get("x-request-id"))
-        try:
-            tenant = validate_tenant_id(await self._resolve(headers))
-        except TenantRejected as rejected:
-            await _refuse(scope, send, rejected, request_id)
-            return
-        except InvalidTenantId as invalid:
-            bad = TenantRejected(400, "invalid_tenant", str(invalid))
-            await _refuse(scope, send, bad, request_id)
-            return
+        send = _with_request_id(send, request_id)
+        tenant: TenantId | None = None
+        if not self._exempt(scope.get("path", "")):
+            try:
+                tenant = await self._resolve(headers)
+            except TenantRejected as rejected:
+                await _refuse(scope, send, rejected)
+                return
         tenant_token = _tenant.set(tenant)
         id_token = _request_id.set(request_id)
         try:
-            await self.app(scope, receive, _with_request_id(send, request_id))
+            await self.app(scope, receive, send)
         finally:
             _request_id.reset(id_token)
             _tenant.reset(tenant_token)
 
-    async def _resolve(self, headers: Headers) -> str:
-        found = self.resolver(headers)
-        if inspect.isawaitable(found):
-            found = await found
-        if not isinstance(found, str):
-            raise TenantRejected(401, "missing_tenant", "the request names no tenant")
-        return found
+    def _exempt(self, path: str) -> bool:
+        return path in self.exempt_exact or path.startswith(self.exempt_prefixes)
+
+    async def _resolve(self, headers: Headers) -> TenantId:
+        try:
+            found = self.resolver(headers)
+            if inspect.isawaitable(found):
+                found = await found
+            if found is None:
+                raise TenantRejected(401, "missing_tenant", "the request names no tenant")
+            if not isinstance(found, str):
+                raise TypeError(
+                    f"resolver {self.resolver!r} returned {type(found).__name__}, "
+                    "expected a tenant id (str) or None"
+                )
+            return validate_tenant_id(found)
+        except InvalidTenantId as invalid:
+            raise TenantRejected(400, "invalid_tenant", str(invalid)) from None
+
+    def __repr__(self) -> str:
+        exempt = sorted(self.exempt_exact) + list(self.exempt_prefixes)
+        return f"TenantMiddleware(resolver={self.resolver!r}, exempt_paths={exempt!r})"
 
 
 def _sane_request_id(value: str | None) -> str:
@@ -137,7 +174,7 @@ def _sane_request_id(value: str | None) -> str:
 
 def _with_request_id(send: Send, request_id: str) -> Send:
     async def send_with_id(message: Message) -> None:
-        if message["type"] == "http.response.start":
+        if message["type"] in _HEADERED_STARTS:
             message.setdefault("headers", [])
             MutableHeaders(scope=message).setdefault("x-request-id", request_id)
         await send(message)
@@ -145,34 +182,31 @@ def _with_request_id(send: Send, request_id: str) -> Send:
     return send_with_id
 
 
-async def _refuse(scope: Scope, send: Send, rejected: TenantRejected, request_id: str) -> None:
-    body = json.dumps(
-        {
-            "error": {
-                "message": rejected.message,
-                "type": "invalid_request_error"
-                if rejected.status == 400
-                else "authentication_error",
-                "code": rejected.code,
-            }
-        }
-    ).encode()
+async def _refuse(scope: Scope, send: Send, rejected: TenantRejected) -> None:
     if scope["type"] == "websocket":
         if "websocket.http.response" in scope.get("extensions", {}):
-            await _send_http(
-                send, rejected.status, body, request_id, prefix="websocket.http.response"
-            )
+            await _send_error(send, rejected, prefix="websocket.http.response")
         else:
-            await send({"type": "websocket.close", "code": 1008, "reason": rejected.code})
+            # A close before accept: the server answers the handshake with a 403.
+            reason = rejected.code[:100]
+            await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": reason})
         return
-    await _send_http(send, rejected.status, body, request_id, prefix="http.response")
+    await _send_error(send, rejected, prefix="http.response")
 
 
-async def _send_http(send: Send, status: int, body: bytes, request_id: str, *, prefix: str) -> None:
+async def _send_error(send: Send, rejected: TenantRejected, *, prefix: str) -> None:
+    status = rejected.status
+    message = rejected.message
+    if len(message) > _MAX_MESSAGE:
+        message = message[: _MAX_MESSAGE - 3] + "..."
+    error_type = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    # json.dumps escapes control characters and non-ASCII, so nothing raw reaches the wire.
+    body = json.dumps(
+        {"error": {"message": message, "type": error_type, "code": rejected.code}}
+    ).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode()),
     ]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
