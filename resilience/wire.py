@@ -1,29 +1,41 @@
 """The public wire formats a gateway speaks, to and from the normalised model.
 
 OpenAI chat completions and embeddings, and Anthropic Messages: request bodies
-in (validated, with errors naming the field), responses and SSE frames out.
-Pure functions, no I/O.
+in (validated, with errors naming the field, e.g. `messages[2].role: ...`),
+responses and SSE frames out. Pure functions and small stateful stream
+writers; no I/O.
+
+Tool definitions, tool calls and tool results are converted (OpenAI's
+`tool_calls` / `tool` messages <-> tool_use / tool_result blocks), so a request
+in one format can be served by a provider of the other kind. Fields with no
+counterpart in the normalised model (OpenAI `response_format`, `seed`,
+`logprobs`...; Anthropic `thinking`...) are ignored; `n` other than 1 is refused.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from resilience.models import (
+    JSON,
     ChatChunk,
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
     Message,
-    Role,
+    tool_arguments,
+    tool_choice_spec,
+    tool_input,
+    tool_spec,
 )
 
-_ROLES: tuple[Role, ...] = ("user", "assistant", "system", "tool")
 _OPENAI_FINISH = {
     "stop": "stop",
     "length": "length",
@@ -38,6 +50,7 @@ _ANTHROPIC_STOP = {
     "content_filter": "refusal",
     "other": "end_turn",
 }
+_ANTHROPIC_ERROR = {"overloaded": "overloaded_error", "rate_limited": "rate_limit_error"}
 
 
 class WireError(ValueError):
@@ -51,36 +64,77 @@ def chat_request_from_openai(body: Any) -> tuple[str, bool, ChatRequest]:
     """(model or route, stream, request) from an OpenAI chat completions body."""
     data = _object(body, "body")
     model = _string(data, "model")
-    system: list[str] = []
-    messages: list[Message] = []
-    for i, raw in enumerate(_list(data, "messages")):
-        item = _object(raw, f"messages[{i}]")
-        role = item.get("role")
-        if role not in _ROLES:
-            raise WireError(
-                f"messages[{i}].role: expected one of {', '.join(_ROLES)}, got {role!r}"
-            )
-        content = _content(item.get("content"), f"messages[{i}].content")
-        if role == "system":
-            system.append(content if isinstance(content, str) else "")
-            continue
-        messages.append(Message(role=role, content=content))
-    if not messages:
+    if data.get("n") not in (None, 1):
+        raise WireError(f"n: only 1 is supported, got {data['n']!r}")
+    messages = [
+        _openai_message(_object(raw, f"messages[{i}]"), f"messages[{i}]")
+        for i, raw in enumerate(_list(data, "messages"))
+    ]
+    if all(m.role == "system" for m in messages):
         raise WireError("messages: at least one non-system message is required")
+    choice = _choice(data.get("tool_choice"))
+    if data.get("parallel_tool_calls") is False and (choice or {}).get("type") != "none":
+        choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
     stop = data.get("stop")
-    stops = (stop,) if isinstance(stop, str) else tuple(str(s) for s in stop or ())
     request = ChatRequest(
         messages=tuple(messages),
-        system="\n\n".join(system) or None,
         max_tokens=_int(data, "max_completion_tokens") or _int(data, "max_tokens"),
         temperature=_number(data, "temperature"),
         top_p=_number(data, "top_p"),
-        tools=tuple(data.get("tools") or ()),
-        tool_choice=data.get("tool_choice"),
-        stop=stops,
+        tools=_tools(data),
+        tool_choice=choice,
+        stop=(stop,) if isinstance(stop, str) else _strings(data, "stop"),
         metadata={"user_id": data["user"]} if isinstance(data.get("user"), str) else {},
     )
-    return model, data.get("stream") is True, request
+    return model, _stream(data), request
+
+
+def _openai_message(item: dict[str, Any], where: str) -> Message:
+    role = item.get("role")
+    if role in ("system", "developer"):
+        return Message(role="system", content=_text(item.get("content"), f"{where}.content"))
+    if role == "tool":
+        call_id = item.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise WireError(f"{where}.tool_call_id: expected a non-empty string")
+        text = _text(item.get("content"), f"{where}.content")
+        result = {"type": "tool_result", "tool_use_id": call_id, "content": text}
+        return Message(role="tool", content=(result,))
+    if role == "user":
+        return Message(role="user", content=_content(item.get("content"), f"{where}.content"))
+    if role != "assistant":
+        raise WireError(
+            f"{where}.role: expected one of system, developer, user, assistant, tool, got {role!r}"
+        )
+    raw_calls = item.get("tool_calls") or []
+    content = item.get("content")
+    if not raw_calls:
+        return Message(role="assistant", content=_content(content or "", f"{where}.content"))
+    if not isinstance(raw_calls, list):
+        raise WireError(f"{where}.tool_calls: expected a list")
+    given = _content(content or "", f"{where}.content")
+    blocks: list[dict[str, Any]] = []
+    if isinstance(given, str):
+        blocks += [{"type": "text", "text": given}] if given else []
+    else:
+        blocks += [dict(b) for b in given]
+    for j, raw in enumerate(raw_calls):
+        call = _object(raw, f"{where}.tool_calls[{j}]")
+        function = _object(call.get("function"), f"{where}.tool_calls[{j}].function")
+        arguments = function.get("arguments", "")
+        if not isinstance(call.get("id"), str) or not isinstance(function.get("name"), str):
+            raise WireError(f"{where}.tool_calls[{j}]: expected a string id and function.name")
+        if not isinstance(arguments, str):
+            raise WireError(f"{where}.tool_calls[{j}].function.arguments: expected a string")
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call["id"],
+                "name": function["name"],
+                "input": tool_input(arguments),
+            }
+        )
+    return Message(role="assistant", content=tuple(blocks))
 
 
 def chat_request_from_anthropic(body: Any) -> tuple[str, bool, ChatRequest]:
@@ -95,44 +149,68 @@ def chat_request_from_anthropic(body: Any) -> tuple[str, bool, ChatRequest]:
         item = _object(raw, f"messages[{i}]")
         role = item.get("role")
         if role not in ("user", "assistant"):
-            raise WireError(f"messages[{i}].role: expected user or assistant, got {role!r}")
+            raise WireError(f"messages[{i}].role: expected one of user, assistant, got {role!r}")
         messages.append(
             Message(role=role, content=_content(item.get("content"), f"messages[{i}].content"))
         )
     if not messages:
         raise WireError("messages: at least one message is required")
     system = data.get("system")
-    if isinstance(system, list):
-        system = "".join(str(b.get("text", "")) for b in system if isinstance(b, dict))
-    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    if system is not None:
+        system = _text(system, "system")
+    metadata = data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise WireError("metadata: expected a JSON object")
     request = ChatRequest(
         messages=tuple(messages),
-        system=system if isinstance(system, str) and system else None,
+        system=system or None,
         max_tokens=max_tokens,
         temperature=_number(data, "temperature"),
         top_p=_number(data, "top_p"),
-        tools=tuple(data.get("tools") or ()),
-        tool_choice=data.get("tool_choice"),
-        stop=tuple(str(s) for s in data.get("stop_sequences") or ()),
+        tools=_tools(data),
+        tool_choice=_choice(data.get("tool_choice")),
+        stop=_strings(data, "stop_sequences"),
         metadata=metadata or {},
     )
-    return model, data.get("stream") is True, request
+    return model, _stream(data), request
 
 
 def embedding_request_from_openai(body: Any) -> tuple[str, EmbeddingRequest]:
+    """(model or route, request) from an OpenAI embeddings body."""
     data = _object(body, "body")
     model = _string(data, "model")
     raw = data.get("input")
     inputs = [raw] if isinstance(raw, str) else raw
     if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
         raise WireError("input: expected a string or a non-empty list of strings")
+    encoding = data.get("encoding_format")
+    if encoding not in (None, "float", "base64"):
+        raise WireError(f"encoding_format: expected float or base64, got {encoding!r}")
     return model, EmbeddingRequest(inputs=tuple(inputs), dimensions=_int(data, "dimensions"))
 
 
-# -- responses ----------------------------------------------------------------------------------
+# -- responses --------------------------------------------------------------------------------
 
 
 def chat_response_to_openai(response: ChatResponse, *, model: str) -> dict[str, Any]:
+    """A `chat.completion` body; `model` is the name the caller asked for."""
+    message: dict[str, Any] = {"role": "assistant", "content": response.text or None}
+    calls = [
+        {
+            "id": b.get("id"),
+            "type": "function",
+            "function": {"name": b.get("name"), "arguments": tool_arguments(b.get("input", {}))},
+        }
+        for b in response.content
+        if b.get("type") == "tool_use"
+    ]
+    if calls:
+        message["tool_calls"] = calls
+    elif message["content"] is None:
+        message["content"] = ""
+    refusals = [str(b.get("refusal", "")) for b in response.content if b.get("type") == "refusal"]
+    if refusals:
+        message["refusal"] = "".join(refusals)
     return {
         "id": response.response_id or f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
@@ -141,26 +219,29 @@ def chat_response_to_openai(response: ChatResponse, *, model: str) -> dict[str, 
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": response.text},
+                "message": message,
                 "finish_reason": _OPENAI_FINISH[response.finish_reason],
                 "logprobs": None,
             }
         ],
-        "usage": {
-            "prompt_tokens": response.usage.input_tokens,
-            "completion_tokens": response.usage.output_tokens,
-            "total_tokens": response.usage.input_tokens + response.usage.output_tokens,
-        },
+        "usage": _openai_usage(response.usage.input_tokens, response.usage.output_tokens),
     }
 
 
 def chat_response_to_anthropic(response: ChatResponse, *, model: str) -> dict[str, Any]:
+    """A Messages `message` body; `model` is the name the caller asked for."""
+    blocks: list[dict[str, Any]] = []
+    for b in response.content:
+        if b.get("type") == "text":
+            blocks.append({"type": "text", "text": str(b.get("text", ""))})
+        elif b.get("type") == "tool_use":
+            blocks.append({k: b.get(k) for k in ("type", "id", "name", "input")})
     return {
         "id": response.response_id or f"msg_{uuid.uuid4().hex[:24]}",
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": response.text}],
+        "content": blocks,
         "stop_reason": _ANTHROPIC_STOP[response.finish_reason],
         "stop_sequence": None,
         "usage": {
@@ -170,11 +251,20 @@ def chat_response_to_anthropic(response: ChatResponse, *, model: str) -> dict[st
     }
 
 
-def embedding_response_to_openai(response: EmbeddingResponse, *, model: str) -> dict[str, Any]:
+def embedding_response_to_openai(
+    response: EmbeddingResponse, *, model: str, encoding_format: str = "float"
+) -> dict[str, Any]:
+    """An embeddings `list` body; `encoding_format="base64"` packs little-endian float32."""
+
+    def encode(vector: tuple[float, ...]) -> list[float] | str:
+        if encoding_format != "base64":
+            return list(vector)
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
     return {
         "object": "list",
         "data": [
-            {"object": "embedding", "index": i, "embedding": list(vector)}
+            {"object": "embedding", "index": i, "embedding": encode(vector)}
             for i, vector in enumerate(response.vectors)
         ],
         "model": model,
@@ -186,19 +276,37 @@ def embedding_response_to_openai(response: EmbeddingResponse, *, model: str) -> 
 
 
 def openai_error(message: str, *, type_: str, code: str | None) -> dict[str, Any]:
+    """The OpenAI error body, which the gateway uses for every error status."""
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
-# -- server-sent events -------------------------------------------------------------------------
+def anthropic_error(message: str, *, type_: str = "api_error") -> dict[str, Any]:
+    return {"type": "error", "error": {"type": type_, "message": message}}
+
+
+def _openai_usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+# -- server-sent events -----------------------------------------------------------------------
 
 
 def sse(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event; `data` is JSON-encoded unless it is already a string."""
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     return (f"event: {event}\n" if event else "").encode() + f"data: {payload}\n\n".encode()
 
 
 class OpenAIStreamWriter:
-    """`chat.completion.chunk` frames, then `[DONE]`; an error is a `data: {"error": ...}` frame."""
+    """`chat.completion.chunk` frames, then `[DONE]`; an error is a `data: {"error": ...}` frame.
+
+    Usage, when known, rides on the finish chunk: a separate chunk with no choices
+    would break callers that did not ask for `stream_options.include_usage`.
+    """
 
     def __init__(self, model: str) -> None:
         self.model = model
@@ -206,14 +314,28 @@ class OpenAIStreamWriter:
         self.created = int(time.time())
 
     def start(self) -> bytes:
-        return self._chunk({"role": "assistant", "content": ""}, None)
+        return self._chunk({"role": "assistant", "content": ""})
 
     def chunk(self, chunk: ChatChunk) -> bytes:
         frames = b""
         if chunk.text_delta:
-            frames += self._chunk({"content": chunk.text_delta}, None)
+            frames += self._chunk({"content": chunk.text_delta})
+        if chunk.tool_calls:
+            calls: list[dict[str, Any]] = []
+            for call in chunk.tool_calls:
+                function: dict[str, Any] = {"arguments": call.arguments}
+                entry: dict[str, Any] = {"index": call.index, "function": function}
+                if call.id is not None:
+                    entry.update(id=call.id, type="function")
+                if call.name is not None:
+                    function["name"] = call.name
+                calls.append(entry)
+            frames += self._chunk({"tool_calls": calls})
         if chunk.finish_reason is not None:
-            frames += self._chunk({}, _OPENAI_FINISH[chunk.finish_reason])
+            extra: dict[str, Any] = {}
+            if chunk.usage is not None:
+                extra["usage"] = _openai_usage(chunk.usage.input_tokens, chunk.usage.output_tokens)
+            frames += self._chunk({}, _OPENAI_FINISH[chunk.finish_reason], **extra)
         return frames
 
     def end(self) -> bytes:
@@ -222,27 +344,32 @@ class OpenAIStreamWriter:
     def error(self, message: str, code: str) -> bytes:
         return sse(openai_error(message, type_="server_error", code=code))
 
-    def _chunk(self, delta: Mapping[str, Any], finish: str | None) -> bytes:
+    def _chunk(self, delta: JSON, finish: str | None = None, **extra: Any) -> bytes:
+        choice = {"index": 0, "delta": dict(delta), "finish_reason": finish, "logprobs": None}
         return sse(
             {
                 "id": self.id,
                 "object": "chat.completion.chunk",
                 "created": self.created,
                 "model": self.model,
-                "choices": [
-                    {"index": 0, "delta": dict(delta), "finish_reason": finish, "logprobs": None}
-                ],
+                "choices": [choice],
+                **extra,
             }
         )
 
 
 class AnthropicStreamWriter:
-    """The Messages event sequence; an error is an `event: error` frame."""
+    """The Messages event sequence; an error is an `event: error` frame.
+
+    Content blocks open and close as the chunks change kind: text, then one
+    tool_use block per tool call (its arguments as `input_json_delta`).
+    """
 
     def __init__(self, model: str) -> None:
         self.model = model
         self.id = f"msg_{uuid.uuid4().hex[:24]}"
-        self.output_tokens = 0
+        self._block = -1  # index of the open content block; -1 before the first
+        self._kind = ""  # "text" or "tool:<call index>"; "" when no block is open
 
     def start(self) -> bytes:
         message: dict[str, Any] = {
@@ -255,36 +382,33 @@ class AnthropicStreamWriter:
             "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }
-        block = {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "text", "text": ""},
-        }
-        return sse({"type": "message_start", "message": message}, "message_start") + sse(
-            block, "content_block_start"
-        )
+        frames = sse({"type": "message_start", "message": message}, "message_start")
+        return frames + self._open("text", {"type": "text", "text": ""})
 
     def chunk(self, chunk: ChatChunk) -> bytes:
         frames = b""
         if chunk.text_delta:
-            delta = {"type": "text_delta", "text": chunk.text_delta}
-            frames += sse(
-                {"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta"
-            )
-        if chunk.usage is not None:
-            self.output_tokens = chunk.usage.output_tokens
+            if self._kind != "text":
+                frames += self._open("text", {"type": "text", "text": ""})
+            frames += self._delta({"type": "text_delta", "text": chunk.text_delta})
+        for call in chunk.tool_calls:
+            kind = f"tool:{call.index}"
+            if self._kind != kind:
+                block: dict[str, Any] = {"type": "tool_use", "id": call.id, "name": call.name}
+                frames += self._open(kind, {**block, "input": {}})
+            if call.arguments:
+                frames += self._delta({"type": "input_json_delta", "partial_json": call.arguments})
         if chunk.finish_reason is not None:
-            frames += sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+            frames += self._close()
+            usage: dict[str, int] = {"output_tokens": 0}
+            if chunk.usage is not None:
+                usage = {
+                    "input_tokens": chunk.usage.input_tokens,
+                    "output_tokens": chunk.usage.output_tokens,
+                }
+            delta = {"stop_reason": _ANTHROPIC_STOP[chunk.finish_reason], "stop_sequence": None}
             frames += sse(
-                {
-                    "type": "message_delta",
-                    "delta": {
-                        "stop_reason": _ANTHROPIC_STOP[chunk.finish_reason],
-                        "stop_sequence": None,
-                    },
-                    "usage": {"output_tokens": self.output_tokens},
-                },
-                "message_delta",
+                {"type": "message_delta", "delta": delta, "usage": usage}, "message_delta"
             )
         return frames
 
@@ -292,11 +416,28 @@ class AnthropicStreamWriter:
         return sse({"type": "message_stop"}, "message_stop")
 
     def error(self, message: str, code: str) -> bytes:
-        body = {"type": "error", "error": {"type": "api_error", "message": message}}
+        body = anthropic_error(message, type_=_ANTHROPIC_ERROR.get(code, "api_error"))
         return sse(body, "error")
 
+    def _open(self, kind: str, block: JSON) -> bytes:
+        frames = self._close()
+        self._block += 1
+        self._kind = kind
+        event = {"type": "content_block_start", "index": self._block, "content_block": block}
+        return frames + sse(event, "content_block_start")
 
-# -- validation helpers -------------------------------------------------------------------------
+    def _close(self) -> bytes:
+        if not self._kind:
+            return b""
+        self._kind = ""
+        return sse({"type": "content_block_stop", "index": self._block}, "content_block_stop")
+
+    def _delta(self, delta: JSON) -> bytes:
+        event = {"type": "content_block_delta", "index": self._block, "delta": dict(delta)}
+        return sse(event, "content_block_delta")
+
+
+# -- validation helpers -----------------------------------------------------------------------
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:
@@ -316,6 +457,22 @@ def _string(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value:
         raise WireError(f"{key}: expected a non-empty string")
+    return value
+
+
+def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = data.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise WireError(f"{key}: expected a list of strings")
+    return tuple(value)
+
+
+def _stream(data: Mapping[str, Any]) -> bool:
+    value = data.get("stream", False)
+    if not isinstance(value, bool):
+        raise WireError(f"stream: expected true or false, got {value!r}")
     return value
 
 
@@ -340,6 +497,55 @@ def _number(data: Mapping[str, Any], key: str) -> float | None:
 def _content(value: Any, where: str) -> str | tuple[dict[str, Any], ...]:
     if isinstance(value, str):
         return value
-    if isinstance(value, list) and all(isinstance(b, dict) for b in value):
-        return tuple(value)
-    raise WireError(f"{where}: expected a string or a list of content blocks")
+    if not isinstance(value, list):
+        raise WireError(f"{where}: expected a string or a list of content blocks")
+    for j, block in enumerate(value):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise WireError(f"{where}[{j}]: expected an object with a string type")
+        if block["type"] == "text" and not isinstance(block.get("text"), str):
+            raise WireError(f"{where}[{j}].text: expected a string")
+    return tuple(value)
+
+
+def _text(value: Any, where: str) -> str:
+    """Text, given as a string or as a list of text blocks."""
+    content = _content(value, where)
+    if isinstance(content, str):
+        return content
+    for j, block in enumerate(content):
+        if block["type"] != "text":
+            raise WireError(f"{where}[{j}].type: expected text, got {block['type']!r}")
+    return "".join(block["text"] for block in content)
+
+
+def _tools(data: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    raw_tools = data.get("tools")
+    if raw_tools is None:
+        return ()
+    if not isinstance(raw_tools, list):
+        raise WireError("tools: expected a list")
+    tools = []
+    for i, raw in enumerate(raw_tools):
+        try:
+            tools.append(tool_spec(_object(raw, f"tools[{i}]")))
+        except WireError:
+            raise
+        except ValueError as exc:
+            raise _at(f"tools[{i}]", exc) from None
+    return tuple(tools)
+
+
+def _choice(value: Any) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, str | dict):
+        raise WireError("tool_choice: expected a string or a JSON object")
+    try:
+        return tool_choice_spec(value)
+    except ValueError as exc:
+        raise _at("tool_choice", exc) from None
+
+
+def _at(where: str, exc: ValueError) -> WireError:
+    """A models.py validation error placed at its field: `tools[1]` + `name: ...`."""
+    message = str(exc)
+    joiner = ": " if message.startswith("expected") else "."
+    return WireError(f"{where}{joiner}{message}")

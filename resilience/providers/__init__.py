@@ -1,5 +1,9 @@
-"""Provider adapters: one small async interface over the `anthropic` and `openai` SDKs."""
+"""Provider adapters: one small async interface over the `anthropic` and `openai` SDKs.
 
-from resilience.providers.base import Provider, ProviderKind, build_provider
+The adapters themselves live in `resilience.providers.anthropic` and
+`resilience.providers.openai`; each SDK is imported only with its adapter.
+"""
 
-__all__ = ["Provider", "ProviderKind", "build_provider"]
+from resilience.providers.base import Location, Provider, ProviderKind, build_provider
+
+__all__ = ["Location", "Provider", "ProviderKind", "build_provider"]

@@ -8,24 +8,31 @@ body fields).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
 import anthropic
 
 from resilience.exceptions import StreamTruncatedError
 from resilience.models import (
+    JSON,
     ChatChunk,
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
+    Message,
+    ToolCallDelta,
     Usage,
     finish_reason,
+    text_of,
+    tool_choice_spec,
+    tool_spec,
 )
-from resilience.providers.base import ProviderKind, SdkAdapter
+from resilience.providers.base import ProviderKind, SdkAdapter, drain
 
 DEFAULT_MAX_TOKENS = 1024
+"""Anthropic requires `max_tokens`; sent when the request leaves it to the provider."""
 
 
 class AnthropicProvider(SdkAdapter[anthropic.AsyncAnthropic]):
@@ -33,17 +40,26 @@ class AnthropicProvider(SdkAdapter[anthropic.AsyncAnthropic]):
 
     kind: ProviderKind = "anthropic"
     can_embed = False
-    sdk = anthropic.AsyncAnthropic
     default_base_url = "https://api.anthropic.com"
+
+    def _new_client(self, api_key: str) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=self.timeout,
+            http_client=self.http_client,
+        )
 
     async def complete(
         self, request: ChatRequest, *, model: str, api_key: str | None = None
     ) -> ChatResponse:
         message = await self.client(api_key).messages.create(**to_params(request, model))
-        blocks = tuple(block.model_dump(exclude_none=True) for block in message.content)
-        text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+        blocks = tuple(
+            normalise_block(block.model_dump(exclude_none=True)) for block in message.content
+        )
         return ChatResponse(
-            text=text,
+            text=text_of(blocks),
             content=blocks,
             finish_reason=finish_reason(message.stop_reason),
             raw_finish_reason=message.stop_reason,
@@ -60,19 +76,39 @@ class AnthropicProvider(SdkAdapter[anthropic.AsyncAnthropic]):
             **to_params(request, model), stream=True
         )
         input_tokens = 0
-        stop_reason: str | None = None
         usage: Usage | None = None
+        stop_reason: str | None = None
+        tools: dict[int, int] = {}  # content block index -> tool call index
         async with events:
-            async for event in events:
-                if event.type == "message_start":
+            it = aiter(events)
+            async for event in it:
+                if event.type == "content_block_delta":
+                    delta = event.delta
+                    if delta.type == "text_delta":
+                        yield ChatChunk(text_delta=delta.text)
+                    elif delta.type == "input_json_delta" and event.index in tools:
+                        call = ToolCallDelta(index=tools[event.index], arguments=delta.partial_json)
+                        yield ChatChunk(tool_calls=(call,))
+                    else:  # thinking, signature, citations
+                        yield ChatChunk(raw=event.model_dump(exclude_none=True))
+                elif event.type == "content_block_start":
+                    block = event.content_block
+                    if block.type == "tool_use":
+                        tools[event.index] = len(tools)
+                        call = ToolCallDelta(index=tools[event.index], id=block.id, name=block.name)
+                        yield ChatChunk(tool_calls=(call,))
+                    elif block.type == "text" and block.text:
+                        yield ChatChunk(text_delta=block.text)
+                elif event.type == "message_start":
                     input_tokens = event.message.usage.input_tokens
-                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    yield ChatChunk(text_delta=event.delta.text)
                 elif event.type == "message_delta":
                     stop_reason = event.delta.stop_reason
+                    if event.usage.input_tokens is not None:  # newer servers repeat it here
+                        input_tokens = event.usage.input_tokens
                     usage = Usage(input_tokens, event.usage.output_tokens)
                 elif event.type == "message_stop":
                     yield ChatChunk(finish_reason=finish_reason(stop_reason), usage=usage)
+                    await drain(it)
                     return
         raise StreamTruncatedError(
             "anthropic stream ended without message_stop", provider=self.name
@@ -81,24 +117,23 @@ class AnthropicProvider(SdkAdapter[anthropic.AsyncAnthropic]):
     async def embed(
         self, request: EmbeddingRequest, *, model: str, api_key: str | None = None
     ) -> EmbeddingResponse:
-        raise NotImplementedError(f"provider {self.name!r} (anthropic) cannot embed")
+        raise NotImplementedError(
+            f"provider {self.name!r} is of kind anthropic, which has no embeddings API"
+        )
 
 
 def to_params(request: ChatRequest, model: str) -> dict[str, Any]:
-    """A normalised request as `messages.create` keyword arguments."""
+    """A normalised request as `messages.create` keyword arguments.
+
+    System messages join the `system` parameter; tool messages become user turns
+    of tool_result blocks; consecutive turns of one role are merged.
+    """
     system = [m.text for m in request.messages if m.role == "system"]
     if request.system:
         system.insert(0, request.system)
-    messages: list[dict[str, Any]] = []
-    for m in request.messages:
-        if m.role == "system":
-            continue
-        role = "assistant" if m.role == "assistant" else "user"
-        content = m.content if isinstance(m.content, str) else [dict(b) for b in m.content]
-        messages.append({"role": role, "content": content})
     params: dict[str, Any] = {
         "model": model,
-        "messages": messages,
+        "messages": _turns(m for m in request.messages if m.role != "system"),
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
     }
     if system:
@@ -106,11 +141,47 @@ def to_params(request: ChatRequest, model: str) -> dict[str, Any]:
     if request.stop:
         params["stop_sequences"] = list(request.stop)
     if request.tools:
-        params["tools"] = [dict(t) for t in request.tools]
-    if request.tool_choice is not None:
-        params["tool_choice"] = request.tool_choice
+        params["tools"] = [tool_spec(t) for t in request.tools]
+    choice = tool_choice_spec(request.tool_choice)
+    if choice is not None:
+        params["tool_choice"] = choice
     if "user_id" in request.metadata:
         params["metadata"] = {"user_id": str(request.metadata["user_id"])}
     if request.extra:
         params["extra_body"] = dict(request.extra)
     return params
+
+
+def _turns(messages: Iterable[Message]) -> list[dict[str, Any]]:
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        role = "assistant" if m.role == "assistant" else "user"
+        if isinstance(m.content, str):
+            content: str | list[dict[str, Any]] = m.content
+        else:
+            content = [_outgoing(b) for b in m.content]
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] = _blocks(turns[-1]["content"]) + _blocks(content)
+        else:
+            turns.append({"role": role, "content": content})
+    return turns
+
+
+def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def _outgoing(block: JSON) -> dict[str, Any]:
+    if block.get("type") == "tool_use":  # only the fields the API accepts
+        return {k: block[k] for k in ("type", "id", "name", "input") if k in block}
+    return dict(block)
+
+
+def normalise_block(block: dict[str, Any]) -> dict[str, Any]:
+    """An SDK content block as a normalised one (extra SDK fields dropped from known types)."""
+    kind = block.get("type")
+    if kind == "text":
+        return {"type": "text", "text": block.get("text", "")}
+    if kind == "tool_use":
+        return {k: block[k] for k in ("type", "id", "name", "input") if k in block}
+    return block

@@ -1,15 +1,18 @@
 """The `Provider` protocol: what the client needs from one LLM provider.
 
-Like an httpx transport: one small async interface, an adapter per SDK. An
-adapter raises the SDK's own exceptions unchanged (`resilience.errors.classify`
-translates them in one place) except for a stream that ends cleanly without
-its end marker, which raises `StreamTruncatedError`. SDK retries are off:
-retrying is the client's job alone, so attempts never multiply.
+Like an httpx transport: one small async interface, an adapter per SDK, and a
+scriptable fake (`resilience.chaos`) for tests. An adapter raises the SDK's own
+exceptions unchanged (`resilience.errors.classify` translates them in one place)
+except for a stream that ends cleanly without its end marker, which raises
+`StreamTruncatedError`. SDK retries are off: retrying is the client's job alone,
+so attempts never multiply.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 import httpx2
@@ -26,8 +29,14 @@ from resilience.types import ProviderName
 ProviderKind = Literal["anthropic", "openai"]
 Location = Literal["cloud", "local"]
 
+NO_KEY = "unused"
+"""Sent when a provider has no key (local servers): the SDKs insist on one, and an
+explicit key also stops them reading credentials from the environment."""
+
 
 class Provider(Protocol):
+    """One upstream. `api_key=None` means the provider's own key; a tenant's key otherwise."""
+
     name: ProviderName
     kind: ProviderKind
     location: Location
@@ -40,14 +49,17 @@ class Provider(Protocol):
     def stream(
         self, request: ChatRequest, *, model: str, api_key: str | None = None
     ) -> AsyncGenerator[ChatChunk, None]:
-        """An async generator; `aclose()` closes the upstream response at once."""
+        """An async generator; nothing is sent before the first `__anext__`, and
+        `aclose()` (or cancelling the consumer) closes the upstream response at once."""
         ...
 
     async def embed(
         self, request: EmbeddingRequest, *, model: str, api_key: str | None = None
     ) -> EmbeddingResponse: ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Close the connection pool, if the provider created it."""
+        ...
 
 
 def build_provider(
@@ -61,7 +73,19 @@ def build_provider(
     can_embed: bool | None = None,
     http_client: httpx2.AsyncClient | None = None,
 ) -> Provider:
-    """An adapter for `kind`, built explicitly (no SDK environment defaults, no SDK retries)."""
+    """An adapter for `kind`, built explicitly (no SDK environment defaults, no SDK retries).
+
+    Args:
+        name: the provider's name in config, routes and breakers.
+        kind: which SDK speaks to it; "openai" covers any OpenAI-compatible server.
+        api_key: the provider's own key; None for servers that need none.
+        base_url: anthropic: the host root; openai: the URL ending in `/v1`.
+            None: the vendor's public API.
+        timeout_s: per request (connect at most 5 s).
+        location: "local" providers stay eligible for `local_only` tenants.
+        can_embed: openai kind only; None means True. Anthropic has no embeddings API.
+        http_client: a shared pool; None creates one, closed by `aclose()`.
+    """
     if kind == "anthropic":
         from resilience.providers.anthropic import AnthropicProvider
 
@@ -75,6 +99,8 @@ def build_provider(
             location=location,
             http_client=http_client,
         )
+    if kind != "openai":
+        raise ValueError(f"providers.{name}.kind: expected anthropic or openai, got {kind!r}")
     from resilience.providers.openai import OpenAIProvider
 
     return OpenAIProvider(
@@ -94,6 +120,10 @@ if TYPE_CHECKING:  # the SDKs load only with the adapter that needs them
 
 C = TypeVar("C", "anthropic.AsyncAnthropic", "openai.AsyncOpenAI")
 
+MAX_CLIENTS = 1024
+"""SDK clients kept per provider; past this the least recently created goes (they own no
+connections, so dropping one costs only its rebuild)."""
+
 
 class SdkAdapter(Generic[C]):
     """What both adapters share: one httpx2 pool per provider, one SDK client per API key.
@@ -103,7 +133,8 @@ class SdkAdapter(Generic[C]):
     is built explicitly: base URL and timeout set, SDK retries off.
     """
 
-    sdk: type[C]
+    kind: ProviderKind
+    can_embed: bool
     default_base_url: str
 
     def __init__(
@@ -118,33 +149,48 @@ class SdkAdapter(Generic[C]):
     ) -> None:
         self.name = name
         self.location: Location = location
-        self._base_url = base_url or self.default_base_url
-        self._timeout_s = timeout_s
-        self._default_key = api_key
+        self.base_url = base_url or self.default_base_url
+        self.timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0))
+        self._default_key = api_key or NO_KEY
         self._owns_http = http_client is None
-        self._http = http_client or httpx2.AsyncClient(
-            timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+        self.http_client = http_client or httpx2.AsyncClient(
+            timeout=self.timeout,
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
         )
-        self._clients: dict[str | None, C] = {}
+        self._clients: dict[str, C] = {}
 
     def client(self, api_key: str | None = None) -> C:
         """The SDK client for a key (the provider's own when None), on the shared pool."""
-        found = self._clients.get(api_key)
+        key = api_key or self._default_key
+        found = self._clients.get(key)
         if found is None:
-            found = self.sdk(
-                api_key=api_key or self._default_key or "unused",
-                base_url=self._base_url,
-                max_retries=0,
-                timeout=self._timeout_s,
-                http_client=self._http,
-            )
-            self._clients[api_key] = found
+            if len(self._clients) >= MAX_CLIENTS:
+                del self._clients[next(iter(self._clients))]
+            found = self._clients[key] = self._new_client(key)
         return found
+
+    def _new_client(self, api_key: str) -> C:
+        raise NotImplementedError
 
     async def aclose(self) -> None:
         if self._owns_http:
-            await self._http.aclose()
+            await self.http_client.aclose()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, base_url={self._base_url!r})"
+        return f"{type(self).__name__}({self.name!r}, base_url={self.base_url!r})"
+
+
+DRAIN_S = 0.1
+"""How long to keep reading after a stream's end marker so the connection can be reused."""
+
+
+async def drain(events: AsyncIterator[object]) -> None:
+    """Read what follows the end marker (normally just EOF), briefly, ignoring errors.
+
+    The answer is complete by then: nothing that happens after it may turn it into a
+    failure. Reading to EOF lets HTTP/1.1 put the connection back in the pool.
+    """
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in events:
+                pass

@@ -7,17 +7,26 @@ from typing import Any
 
 import httpx2
 import openai
+from openai.types.chat import ChatCompletionMessage
 
 from resilience.exceptions import StreamTruncatedError
 from resilience.models import (
+    JSON,
     ChatChunk,
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
     FinishReason,
+    Message,
+    ToolCallDelta,
     Usage,
     finish_reason,
+    text_of,
+    tool_arguments,
+    tool_choice_spec,
+    tool_input,
+    tool_spec,
 )
 from resilience.providers.base import Location, ProviderKind, SdkAdapter
 from resilience.types import ProviderName
@@ -27,7 +36,6 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
     """OpenAI's chat completions and embeddings APIs, wherever they are served."""
 
     kind: ProviderKind = "openai"
-    sdk = openai.AsyncOpenAI
     default_base_url = "https://api.openai.com/v1"
 
     def __init__(
@@ -51,20 +59,36 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
         )
         self.can_embed = can_embed
 
+    def _new_client(self, api_key: str) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=self.timeout,
+            http_client=self.http_client,
+        )
+        # The SDK reads OPENAI_ORG_ID / OPENAI_PROJECT_ID from the environment and would
+        # send them with every key to every OpenAI-compatible server: never wanted here.
+        client.organization = None
+        client.project = None
+        return client
+
     async def complete(
         self, request: ChatRequest, *, model: str, api_key: str | None = None
     ) -> ChatResponse:
         completion = await self.client(api_key).chat.completions.create(**to_params(request, model))
+        if not completion.choices:
+            raise ValueError(f"provider {self.name!r} answered without any choice")
         choice = completion.choices[0]
-        text = choice.message.content or ""
-        blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
-        calls = choice.message.tool_calls or ()
-        blocks.extend({"type": "tool_call", **c.model_dump(exclude_none=True)} for c in calls)
+        blocks = message_blocks(choice.message)
+        finish = finish_reason(choice.finish_reason)
+        if choice.message.refusal and finish == "stop":
+            finish = "content_filter"
         usage = completion.usage
         return ChatResponse(
-            text=text,
-            content=tuple(blocks),
-            finish_reason=finish_reason(choice.finish_reason),
+            text=text_of(blocks),
+            content=blocks,
+            finish_reason=finish,
             raw_finish_reason=choice.finish_reason,
             usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
             provider=self.name,
@@ -85,13 +109,29 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
                 if chunk.usage is not None:
                     usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 for choice in chunk.choices:
-                    if choice.delta.content:
-                        yield ChatChunk(text_delta=choice.delta.content)
+                    if choice.index != 0:  # the normalised model has one answer
+                        continue
+                    delta = choice.delta
+                    if delta.content:
+                        yield ChatChunk(text_delta=delta.content)
+                    if delta.tool_calls:
+                        calls = tuple(
+                            ToolCallDelta(
+                                index=c.index,
+                                id=c.id,
+                                name=c.function.name if c.function else None,
+                                arguments=(c.function.arguments or "") if c.function else "",
+                            )
+                            for c in delta.tool_calls
+                        )
+                        yield ChatChunk(tool_calls=calls)
+                    if delta.refusal:
+                        yield ChatChunk(raw=chunk.model_dump(exclude_none=True))
                     if choice.finish_reason is not None:
                         finished = finish_reason(choice.finish_reason)
+        # The SDK ends silently at EOF whether or not `[DONE]` came, and does not say which:
+        # the finish_reason is the end marker that can be checked.
         if finished is None:
-            # the SDK stops silently at EOF whether or not [DONE] came: no finish_reason
-            # means the answer was cut short
             raise StreamTruncatedError(
                 "openai stream ended without a finish_reason", provider=self.name
             )
@@ -105,18 +145,46 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
         params: dict[str, Any] = {
             "model": model,
             "input": list(request.inputs),
-            "encoding_format": "float",
+            "encoding_format": "float",  # some compatible servers cannot do base64
         }
         if request.dimensions is not None:
             params["dimensions"] = request.dimensions
         result = await self.client(api_key).embeddings.create(**params)
+        if len(result.data) != len(request.inputs):
+            raise ValueError(
+                f"provider {self.name!r} returned {len(result.data)} vectors "
+                f"for {len(request.inputs)} inputs"
+            )
         ordered = sorted(result.data, key=lambda d: d.index)
+        usage = result.usage
         return EmbeddingResponse(
             vectors=tuple(tuple(d.embedding) for d in ordered),
-            usage=Usage(result.usage.prompt_tokens, 0),
+            usage=Usage(usage.prompt_tokens, 0) if usage else Usage(),
             provider=self.name,
             model=result.model,
         )
+
+
+def message_blocks(message: ChatCompletionMessage) -> tuple[dict[str, Any], ...]:
+    """An SDK assistant message as normalised blocks: text, then tool_use."""
+    blocks: list[dict[str, Any]] = []
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    if message.refusal:
+        blocks.append({"type": "refusal", "refusal": message.refusal})
+    for call in message.tool_calls or ():
+        if call.type == "function":
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": call.id,
+                    "name": call.function.name,
+                    "input": tool_input(call.function.arguments),
+                }
+            )
+        else:  # custom tools: no normalised form
+            blocks.append(call.model_dump(exclude_none=True))
+    return tuple(blocks)
 
 
 def to_params(request: ChatRequest, model: str) -> dict[str, Any]:
@@ -125,8 +193,7 @@ def to_params(request: ChatRequest, model: str) -> dict[str, Any]:
     if request.system:
         messages.append({"role": "system", "content": request.system})
     for m in request.messages:
-        content = m.content if isinstance(m.content, str) else [dict(b) for b in m.content]
-        messages.append({"role": m.role, "content": content})
+        messages.extend(_messages(m))
     params: dict[str, Any] = {"model": model, "messages": messages}
     if request.max_tokens is not None:
         params["max_tokens"] = request.max_tokens
@@ -137,11 +204,74 @@ def to_params(request: ChatRequest, model: str) -> dict[str, Any]:
     if request.stop:
         params["stop"] = list(request.stop)
     if request.tools:
-        params["tools"] = [dict(t) for t in request.tools]
-    if request.tool_choice is not None:
-        params["tool_choice"] = request.tool_choice
+        params["tools"] = [_tool(t) for t in request.tools]
+    choice = tool_choice_spec(request.tool_choice)
+    if choice is not None:
+        params["tool_choice"] = _TOOL_CHOICE.get(choice["type"]) or {
+            "type": "function",
+            "function": {"name": choice.get("name")},
+        }
+        if choice.get("disable_parallel_tool_use") is True:
+            params["parallel_tool_calls"] = False
     if "user_id" in request.metadata:
         params["user"] = str(request.metadata["user_id"])
     if request.extra:
         params["extra_body"] = dict(request.extra)
     return params
+
+
+_TOOL_CHOICE = {"auto": "auto", "none": "none", "any": "required"}
+
+
+def _messages(m: Message) -> list[dict[str, Any]]:
+    """One normalised message as OpenAI messages: tool results become `tool` messages
+    (first: they must follow the assistant's tool calls), tool_use blocks `tool_calls`."""
+    if isinstance(m.content, str):
+        return [{"role": m.role, "content": m.content}]
+    out: list[dict[str, Any]] = []
+    rest: list[JSON] = []
+    calls: list[dict[str, Any]] = []
+    for block in m.content:
+        kind = block.get("type")
+        if kind == "tool_result":
+            content = block.get("content", "")
+            text = content if isinstance(content, str) else text_of(content)
+            out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text})
+        elif kind == "tool_use":
+            calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": tool_arguments(block.get("input", {})),
+                    },
+                }
+            )
+        else:
+            rest.append(block)
+    if rest or calls:
+        role = "user" if m.role == "tool" else m.role
+        message: dict[str, Any] = {"role": role, "content": _content(rest, role)}
+        if calls:
+            message["tool_calls"] = calls
+        out.append(message)
+    return out
+
+
+def _content(blocks: list[JSON], role: str) -> str | list[dict[str, Any]] | None:
+    if not blocks:
+        return None  # an assistant message of tool calls only
+    if all(b.get("type") == "text" for b in blocks) and (len(blocks) == 1 or role != "user"):
+        return text_of(blocks)  # plain strings suit the most OpenAI-compatible servers
+    return [dict(b) for b in blocks]
+
+
+def _tool(tool: JSON) -> dict[str, Any]:
+    if "input_schema" not in tool:  # OpenAI's own shape (function or custom): as it is
+        return dict(tool)
+    spec = tool_spec(tool)
+    function: dict[str, Any] = {"name": spec["name"], "parameters": spec["input_schema"]}
+    if "description" in spec:
+        function["description"] = spec["description"]
+    return {"type": "function", "function": function}
