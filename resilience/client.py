@@ -1,14 +1,19 @@
-"""`ResilientClient`: walk a route's targets with breakers, retries and fallback.
+"""`ResilientClient`: walk a route's steps with breakers, retries and fallback.
 
-For each target of the route, in order:
+Each step of the route is a target or a group of equivalent targets, whose strategy
+(`resilience.balancing`) orders its members for this call. For each target of a step:
 
 - skipped without a call when the tenant is `local_only` and the provider is
-  in the cloud, when an embedding call meets a provider that cannot embed, or
-  when the (tenant, provider) breaker or the provider-wide one refuses;
-- otherwise called, each attempt one call on the breaker, retried through the
-  retry policy (jittered backoff, Retry-After, per-pair budget);
-- a failure whose kind allows fallback moves on to the next target; one that
-  does not (the caller's own error, a content filter) is raised at once.
+  in the cloud, when an embedding call meets a provider that cannot embed, when
+  the tenant's or the provider's requests-per-minute bucket is empty, or when
+  the (tenant, provider) breaker or the provider-wide one refuses;
+- otherwise called, each attempt one call on the breaker, recorded in the
+  target's health (latency, errors, in flight) and, with OpenTelemetry, a span;
+- a failure whose kind allows fallback moves on to the step's next member, then
+  the route's next step; one that does not (the caller's own error, a content
+  filter) is raised at once. Retryable failures are retried through the retry
+  policy (jittered backoff, Retry-After, per-pair budget) once every member of
+  the step has had its turn (see `_try_step`).
 
 A rate-limited target is left at once for the next one. When no later target
 answers, the client waits out the shortest Retry-After (when it fits
@@ -23,13 +28,14 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import httpx2
 
 from resilience.attempt import DeadlineExceeded, attempt
+from resilience.balancing import Balancer
 from resilience.breaker import CircuitBreaker, Permit
 from resilience.deadline import Deadline
 from resilience.errors import ErrorKind
@@ -38,8 +44,10 @@ from resilience.exceptions import (
     AllTargetsFailed,
     CircuitOpenError,
     ProviderError,
+    ResilienceError,
     UnknownRouteError,
 )
+from resilience.health import HealthBoard, MemberHealth
 from resilience.models import (
     ChatChunk,
     ChatRequest,
@@ -52,12 +60,15 @@ from resilience.policies import RetryPolicy
 from resilience.providers.base import Provider, build_provider
 from resilience.registry import BreakerRegistry
 from resilience.retry import RetryBudgets, retry_call, wait_retry_after
-from resilience.routes import Route, Target
+from resilience.routes import Group, Route, Target
 from resilience.streaming import ResilientStream
 from resilience.tenancy import current_request_id, current_tenant
-from resilience.types import Clock, ProviderName, Sleep, TenantId
+from resilience.tracing import AttributeValue, Tracing, set_attributes, set_error
+from resilience.types import PROVIDER_WIDE, Clock, ProviderName, Sleep, TenantId
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from resilience.config import Config
 
 T = TypeVar("T")
@@ -67,16 +78,22 @@ Call = Callable[[], Awaitable[T]]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TenantPolicy:
-    """What one tenant may use: its own routes, its own provider keys, cloud or not."""
+    """What one tenant may use: its own routes, its own provider keys and request rates,
+    cloud or not."""
 
     local_only: bool = False
     routes: Mapping[str, Route] = field(default_factory=dict)
     api_keys: Mapping[ProviderName, str] = field(default_factory=dict)
+    rpm: Mapping[ProviderName, float] = field(default_factory=dict)
+    """Requests per minute this tenant may send to a provider (0 or absent: unlimited)."""
 
     def __repr__(self) -> str:
         keys = sorted(self.api_keys)
         routes = sorted(self.routes)
-        return f"TenantPolicy(local_only={self.local_only}, routes={routes}, api_keys_for={keys})"
+        return (
+            f"TenantPolicy(local_only={self.local_only}, routes={routes}, "
+            f"api_keys_for={keys}, rpm={dict(self.rpm)})"
+        )
 
 
 _DEFAULT_TENANT = TenantPolicy()
@@ -92,12 +109,6 @@ class _Won(Generic[T]):
     outcomes: tuple[TargetOutcome, ...]
 
 
-class _TargetFailed(Exception):
-    def __init__(self, outcome: TargetOutcome) -> None:
-        super().__init__(str(outcome.status))
-        self.outcome = outcome
-
-
 class ResilientClient:
     """Calls LLM providers for tenants; see the module docstring for the walk.
 
@@ -107,9 +118,14 @@ class ResilientClient:
         tenants: per-tenant policies; unlisted tenants get the defaults.
         registry: the breakers; by default an in-memory registry with default policy.
         retry: retry and deadline policy.
+        rpm: requests per minute each provider accepts (0 or absent: unlimited); a provider
+            whose bucket is empty is skipped without a call.
+        health: latency and error figures per target; by default a new board.
+        tracer_provider: where spans go; by default the global OpenTelemetry provider
+            once an SDK has set one (nothing is traced without the `otel` extra).
         clock: monotonic seconds, for deadlines and budgets.
         sleep: how to wait (tests pass a recorder).
-        rng: randomness for jitter.
+        rng: randomness for jitter and the `weighted` strategy.
     """
 
     def __init__(
@@ -120,6 +136,9 @@ class ResilientClient:
         tenants: Mapping[TenantId, TenantPolicy] | None = None,
         registry: BreakerRegistry | None = None,
         retry: RetryPolicy | None = None,
+        rpm: Mapping[ProviderName, float] | None = None,
+        health: HealthBoard | None = None,
+        tracer_provider: TracerProvider | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
@@ -132,9 +151,15 @@ class ResilientClient:
         self.registry = registry
         self.retry = retry if retry is not None else RetryPolicy()
         self.budgets = RetryBudgets(self.retry, clock=clock)
+        self.rpm = {name: float(limit) for name, limit in (rpm or {}).items() if limit}
+        self.rate_limit_skips: dict[ProviderName, int] = {}
+        """Calls skipped because a requests-per-minute bucket was empty, by provider."""
+        self.health = health if health is not None else HealthBoard(clock=clock)
+        self.tracing = Tracing(tracer_provider)
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.balancer = Balancer(self.health, rng=self._rng)
         self._direct_routes: dict[str, Route] = {}
         for route in self.routes.values():
             self._check_route(route)
@@ -152,6 +177,7 @@ class ResilientClient:
         http_client: httpx2.AsyncClient | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        tracer_provider: TracerProvider | None = None,
     ) -> ResilientClient:
         """Build providers, breakers, routes and tenant policies from a loaded `Config`.
 
@@ -183,6 +209,7 @@ class ResilientClient:
                 local_only=t.local_only,
                 routes=t.routes,
                 api_keys={p: environ[env] for p, env in t.provider_keys.items() if env in environ},
+                rpm=t.rpm,
             )
             for tenant_id, t in config.tenants.items()
         }
@@ -192,6 +219,8 @@ class ResilientClient:
             tenants=tenants,
             registry=registry,
             retry=config.retry,
+            rpm={name: p.rpm for name, p in config.providers.items()},
+            tracer_provider=tracer_provider,
             clock=clock,
             sleep=sleep,
         )
@@ -293,94 +322,181 @@ class ResilientClient:
     ) -> _Won[T]:
         tenant = tenant if tenant is not None else current_tenant()
         route = self.route_for(tenant, route_name)
-        policy = self.tenants.get(tenant, _DEFAULT_TENANT)
-        deadline = Deadline.after(self.retry.deadline_s, clock=self._clock)
-        outcomes: list[TargetOutcome] = []
-        for target in route.targets:
-            provider = self.providers[target.provider]
-            skip = self._skip_reason(provider, policy, embed=embed)
-            if skip is not None:
-                outcomes.append(TargetOutcome(target, skip))
-                continue
-            if deadline.expired:
-                outcomes.append(TargetOutcome(target, OutcomeStatus.DEADLINE))
-                continue
-            breaker = self.registry.get(tenant, target.provider)
-            run = call(provider, target, policy.api_keys.get(target.provider))
+        operation = "embeddings" if embed else "chat"
+        attributes = {
+            "resilience.tenant": tenant,
+            "resilience.route": route.name,
+            "gen_ai.operation.name": operation,
+        }
+        with self.tracing.span(
+            f"resilience {operation} {route.name}", client=False, attributes=attributes
+        ) as span:
+            walk = _Walk(
+                tenant=tenant,
+                policy=self.tenants.get(tenant, _DEFAULT_TENANT),
+                call=call,
+                deadline=Deadline.after(self.retry.deadline_s, clock=self._clock),
+                hold=hold,
+                embed=embed,
+                operation=operation,
+            )
             try:
-                value, permit, made = await self._try_target(run, target, breaker, deadline, hold)
-            except _TargetFailed as failed:
-                outcomes.append(failed.outcome)
-                continue
-            outcomes.append(TargetOutcome(target, OutcomeStatus.SUCCEEDED, attempts=made))
-            return self._won(value, permit, breaker, target, outcomes)
-        won = await self._last_resort(tenant, route, policy, call, outcomes, deadline, hold)
+                won = await self._walk_steps(route, walk)
+            except ResilienceError as exc:
+                set_error(span, getattr(exc, "kind", None) or type(exc).__name__, str(exc))
+                raise
+            set_attributes(
+                span,
+                {
+                    "resilience.target": str(won.target),
+                    "resilience.attempts": won.attempts,
+                    "resilience.fallbacks": len(won.outcomes) - 1,
+                },
+            )
+            return won
+
+    async def _walk_steps(self, route: Route, walk: _Walk[T]) -> _Won[T]:
+        for step in route.targets:
+            if isinstance(step, Group):
+                won = await self._try_step(self.balancer.order(step, walk.tenant), step.label, walk)
+            else:
+                won = await self._try_step((step,), step.provider, walk)
+            if won is not None:
+                return won
+        won = await self._last_resort(walk)
         if won is not None:
             return won
         raise AllTargetsFailed(
-            route.name, outcomes, tenant=tenant, retry_after_s=self._soonest(tenant, route)
+            route.name,
+            walk.outcomes,
+            tenant=walk.tenant,
+            retry_after_s=self._soonest(walk.tenant, route, walk.outcomes),
         )
 
-    async def _try_target(
-        self,
-        run: Call[T],
-        target: Target,
-        breaker: CircuitBreaker,
-        deadline: Deadline,
-        hold: bool,
-    ) -> tuple[T, Permit, int]:
-        """Retry one target; raise `_TargetFailed` to move on, `ProviderError` to stop the walk."""
-        made = 0
-        last: ProviderError | None = None
+    async def _try_step(
+        self, members: Sequence[Target], budget_name: str, walk: _Walk[T]
+    ) -> _Won[T] | None:
+        """Try one step: a target, or a group's members in the strategy's order.
 
-        async def once(number: int) -> tuple[T, Permit]:
-            nonlocal made, last
-            made += 1
-            try:
-                return await attempt(
-                    run, breaker=breaker, deadline=deadline, number=number, settle=not hold
-                )
-            except CircuitOpenError:
-                made -= 1
-                raise
-            except ProviderError as exc:
-                last = exc
-                raise
+        The step is tried in passes, each under one tenacity attempt: a pass calls the
+        remaining members in order, one attempt each, moving to the next member at once
+        on failure, so a retry goes to another healthy member before the same one again.
+        A pass that failed is retried after the backoff with the members whose failure is
+        retryable, until the retry policy stops; then the route moves to its next step.
+        Raises `ProviderError` for a failure that must not fall back.
+        """
+        candidates: list[Target] = []
+        for target in members:
+            skip = self._skip_reason(self.providers[target.provider], walk.policy, embed=walk.embed)
+            if skip is None and walk.deadline.expired:
+                skip = OutcomeStatus.DEADLINE
+            if skip is not None:
+                walk.outcomes.append(TargetOutcome(target, skip))
+            else:
+                candidates.append(target)
+        if not candidates:
+            return None
+        tallies: dict[Target, _Tally] = {}
 
-        budget = self.budgets.get((breaker.tenant, breaker.provider))
+        async def one_pass(number: int) -> tuple[T, Permit, CircuitBreaker, Target]:
+            again: list[Target] = []
+            retryable: ProviderError | None = None
+            for target in candidates:
+                tally = tallies.get(target)
+                if tally is None:
+                    tally = tallies[target] = _Tally(target)
+                if not self._within_rate(walk.tenant, target.provider, walk.policy):
+                    tally.rate_limited(self._token_wait_s(walk.tenant, target.provider, walk))
+                    continue
+                breaker = self.registry.get(walk.tenant, target.provider)
+                tally.attempts += 1
+                try:
+                    value, permit = await self._attempt(walk, target, breaker, tally.attempts)
+                except CircuitOpenError as refused:
+                    tally.refused(refused.retry_after_s)
+                    continue
+                except DeadlineExceeded:
+                    tally.status = OutcomeStatus.DEADLINE
+                    raise
+                except ProviderError as exc:
+                    tally.failed(exc)
+                    if not exc.kind.policy.fallback:
+                        raise
+                    if exc.kind.policy.retryable:
+                        again.append(target)
+                        retryable = exc
+                    continue
+                tally.status = OutcomeStatus.SUCCEEDED
+                return value, permit, breaker, target
+            candidates[:] = again
+            if retryable is not None:
+                raise retryable
+            raise _StepFailed
+
+        budget = self.budgets.get((walk.tenant, budget_name))
         try:
-            value, permit = await retry_call(
-                once,
+            value, permit, breaker, target = await retry_call(
+                one_pass,
                 policy=self.retry,
-                deadline=deadline,
+                deadline=walk.deadline,
                 budget=budget,
                 sleep=self._sleep,
                 rng=self._rng,
             )
-        except CircuitOpenError as refused:
-            status = OutcomeStatus.BREAKER_OPEN if last is None else OutcomeStatus.FAILED
-            raise _TargetFailed(
-                _outcome(target, status, made, last, refused.retry_after_s)
-            ) from None
-        except DeadlineExceeded:
-            raise _TargetFailed(_outcome(target, OutcomeStatus.DEADLINE, made, last)) from None
         except ProviderError as exc:
             if not exc.kind.policy.fallback:
                 raise
-            raise _TargetFailed(_outcome(target, OutcomeStatus.FAILED, made, exc)) from None
-        return value, permit, made
+        except (_StepFailed, DeadlineExceeded):
+            pass
+        else:
+            walk.outcomes.extend(t.outcome() for t in tallies.values())
+            return self._won(value, permit, breaker, target, walk.outcomes)
+        walk.outcomes.extend(t.outcome() for t in tallies.values())
+        for target in members:
+            if target in candidates and target not in tallies:
+                walk.outcomes.append(TargetOutcome(target, OutcomeStatus.DEADLINE))
+        return None
 
-    async def _last_resort(
-        self,
-        tenant: TenantId,
-        route: Route,
-        policy: TenantPolicy,
-        call: Callable[[Provider, Target, str | None], Call[T]],
-        outcomes: list[TargetOutcome],
-        deadline: Deadline,
-        hold: bool,
-    ) -> _Won[T] | None:
+    async def _attempt(
+        self, walk: _Walk[T], target: Target, breaker: CircuitBreaker, number: int
+    ) -> tuple[T, Permit]:
+        """One attempt at `target`, recorded in its health and, when tracing is on, a span."""
+        provider = self.providers[target.provider]
+        run = walk.call(provider, target, walk.policy.api_keys.get(target.provider))
+        health = self.health.member(target)
+        if self.tracing.tracer() is None:
+            return await _measured(run, health, breaker, walk.deadline, number, walk.hold)
+        attributes: dict[str, AttributeValue] = {
+            "gen_ai.operation.name": walk.operation,
+            "gen_ai.provider.name": provider.kind,
+            "gen_ai.request.model": target.model,
+            "resilience.provider": target.provider,
+            "resilience.tenant": walk.tenant,
+            "resilience.attempt": number,
+            "resilience.breaker.state": str(breaker.state),
+        }
+        with self.tracing.span(
+            f"{walk.operation} {target.model}", client=True, attributes=attributes
+        ) as span:
+            try:
+                value, permit = await _measured(
+                    run, health, breaker, walk.deadline, number, walk.hold
+                )
+            except CircuitOpenError as exc:
+                set_error(span, "circuit_open", str(exc))
+                raise
+            except ProviderError as exc:
+                set_error(span, str(exc.kind), exc.message)
+                raise
+            except DeadlineExceeded as exc:
+                set_error(span, "deadline", str(exc))
+                raise
+            set_attributes(span, _response_attributes(value))
+            return value, permit
+
+    async def _last_resort(self, walk: _Walk[T]) -> _Won[T] | None:
         """Every target failed: wait out the shortest Retry-After and probe that target once."""
+        outcomes = walk.outcomes
         limited = [
             (i, o)
             for i, o in enumerate(outcomes)
@@ -389,19 +505,18 @@ class ResilientClient:
         if not limited:
             return None
         index, outcome = min(limited, key=lambda item: item[1].retry_after_s or 0.0)
-        target = route.targets[index]
-        breaker = self.registry.get(tenant, target.provider)
+        target = outcome.target
+        breaker = self.registry.get(walk.tenant, target.provider)
         wait_s = breaker.retry_after()
         if not await wait_retry_after(
-            wait_s, policy=self.retry, deadline=deadline, sleep=self._sleep
+            wait_s, policy=self.retry, deadline=walk.deadline, sleep=self._sleep
         ):
             return None
-        run = call(self.providers[target.provider], target, policy.api_keys.get(target.provider))
+        if not self._within_rate(walk.tenant, target.provider, walk.policy):
+            return None
         number = outcome.attempts + 1
         try:
-            value, permit = await attempt(
-                run, breaker=breaker, deadline=deadline, number=number, settle=not hold
-            )
+            value, permit = await self._attempt(walk, target, breaker, number)
         except (CircuitOpenError, DeadlineExceeded):
             return None
         except ProviderError as exc:
@@ -411,6 +526,30 @@ class ResilientClient:
             return None
         outcomes[index] = TargetOutcome(target, OutcomeStatus.SUCCEEDED, attempts=number)
         return self._won(value, permit, breaker, target, outcomes)
+
+    # -- rate limits ---------------------------------------------------------------------------
+
+    def _within_rate(self, tenant: TenantId, provider: ProviderName, policy: TenantPolicy) -> bool:
+        """Take a token from the tenant's and the provider's rpm buckets, where limits are set.
+
+        Refused: the call is skipped, and counted in `rate_limit_skips`."""
+        limit = self.rpm.get(provider)
+        own = policy.rpm.get(provider)
+        if not limit and not own:
+            return True
+        take = self.registry.store.take_token
+        if (own and not take((tenant, provider), own)) or (
+            limit and not take((PROVIDER_WIDE, provider), limit)
+        ):
+            self.rate_limit_skips[provider] = self.rate_limit_skips.get(provider, 0) + 1
+            return False
+        return True
+
+    def _token_wait_s(self, tenant: TenantId, provider: ProviderName, walk: _Walk[T]) -> float:
+        wait = self.registry.store.token_wait_s
+        own = wait((tenant, provider)) if walk.policy.rpm.get(provider) else 0.0
+        shared = wait((PROVIDER_WIDE, provider)) if self.rpm.get(provider) else 0.0
+        return max(own, shared)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -435,20 +574,111 @@ class ResilientClient:
             return OutcomeStatus.CANNOT_EMBED
         return None
 
-    def _soonest(self, tenant: TenantId, route: Route) -> float | None:
-        """Seconds until the first of the route's breakers may admit a call again."""
+    def _soonest(
+        self, tenant: TenantId, route: Route, outcomes: Sequence[TargetOutcome]
+    ) -> float | None:
+        """Seconds until the first of the route's targets may take a call again: its breaker
+        admits, or its rate limit has a token."""
         waits = [
             self.registry.get(tenant, t.provider).retry_after()
-            for t in route.targets
+            for t in route.iter_targets()
             if t.provider in self.providers
+        ]
+        waits += [
+            o.retry_after_s
+            for o in outcomes
+            if o.status is OutcomeStatus.RPM_LIMITED and o.retry_after_s is not None
         ]
         positive = [w for w in waits if w > 0]
         return min(positive) if positive else None
 
     def _check_route(self, route: Route) -> None:
-        for target in route.targets:
+        for target in route.iter_targets():
             if target.provider not in self.providers:
                 raise ValueError(f"route {route.name!r}: unknown provider {target.provider!r}")
+
+
+@dataclass(slots=True, kw_only=True)
+class _Walk(Generic[T]):
+    """One call's walk along its route: who, what, until when, and what happened so far."""
+
+    tenant: TenantId
+    policy: TenantPolicy
+    call: Callable[[Provider, Target, str | None], Call[T]]
+    deadline: Deadline
+    hold: bool
+    embed: bool
+    operation: str
+    outcomes: list[TargetOutcome] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What happened at one target during one step, folded into its `TargetOutcome`."""
+
+    target: Target
+    status: OutcomeStatus = OutcomeStatus.FAILED
+    attempts: int = 0
+    error: ProviderError | None = None
+    retry_after_s: float | None = None
+
+    def refused(self, retry_after_s: float | None) -> None:
+        self.attempts -= 1  # nothing was called
+        self.status = OutcomeStatus.BREAKER_OPEN if self.error is None else OutcomeStatus.FAILED
+        self.retry_after_s = retry_after_s
+
+    def rate_limited(self, wait_s: float) -> None:
+        if self.error is None:
+            self.status = OutcomeStatus.RPM_LIMITED
+            self.retry_after_s = wait_s
+
+    def failed(self, error: ProviderError) -> None:
+        self.status = OutcomeStatus.FAILED
+        self.error = error
+        self.retry_after_s = None
+
+    def outcome(self) -> TargetOutcome:
+        return _outcome(self.target, self.status, self.attempts, self.error, self.retry_after_s)
+
+
+class _StepFailed(Exception):
+    """A pass over a step's members ended with nothing left worth retrying."""
+
+
+async def _measured(
+    run: Call[T],
+    health: MemberHealth,
+    breaker: CircuitBreaker,
+    deadline: Deadline,
+    number: int,
+    hold: bool,
+) -> tuple[T, Permit]:
+    """`attempt()`, with the call's latency and verdict recorded in the target's health."""
+    started = health.started()
+    try:
+        result = await attempt(
+            run, breaker=breaker, deadline=deadline, number=number, settle=not hold
+        )
+    except ProviderError as exc:
+        health.failed(started, counts=exc.kind.policy.counts_on_breaker)
+        raise
+    except BaseException:
+        health.abandoned()
+        raise
+    health.succeeded(started)
+    return result
+
+
+def _response_attributes(value: object) -> dict[str, object]:
+    if isinstance(value, ChatResponse):
+        return {
+            "gen_ai.response.model": value.model,
+            "gen_ai.usage.input_tokens": value.usage.input_tokens,
+            "gen_ai.usage.output_tokens": value.usage.output_tokens,
+        }
+    if isinstance(value, EmbeddingResponse):
+        return {"gen_ai.response.model": value.model}
+    return {}
 
 
 def _outcome(

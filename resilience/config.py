@@ -48,6 +48,7 @@ from resilience.config_checks import (
     number,
     only,
     parse_route,
+    rpm,
     string,
     table,
 )
@@ -80,7 +81,7 @@ __all__ = [
 
 _SECTIONS = frozenset({"server", "breaker", "retry", "providers", "routes", "tenants", "admin"})
 _PROVIDER_KEYS = frozenset(
-    {"kind", "api_key_env", "base_url", "timeout_s", "location", "embeddings", "breaker"}
+    {"kind", "api_key_env", "base_url", "timeout_s", "location", "embeddings", "breaker", "rpm"}
 )
 
 P = TypeVar("P", BreakerPolicy, RetryPolicy)
@@ -252,4 +253,5 @@ def _provider(
         location=cast(Location, location),
         embeddings=embeddings,
         breaker=_policy(BreakerPolicy, overrides, f"{path}.breaker", breaker),
+        rpm=rpm(data.get("rpm", 0), f"{path}.rpm"),
     )

@@ -14,6 +14,7 @@ from resilience.config_checks import (
     flag,
     only,
     parse_route,
+    rpm,
     sha256_hex,
     table,
 )
@@ -63,21 +64,26 @@ def parse_tenant(
                     f"{path}.routes.{name}", "the tenant is local_only but no target is local"
                 )
     keys: dict[str, str] = {}
+    limits: dict[str, float] = {}
     for provider, settings in table(data, "providers", f"{path}.providers").items():
         where = f"{path}.providers.{provider}"
         if provider not in providers:
             raise ConfigError(where, f"unknown provider {provider!r}")
         settings = as_table(settings, where)
-        only(settings, where, {"api_key_env"})
+        only(settings, where, {"api_key_env", "rpm"})
         env = env_reference(settings.get("api_key_env"), f"{where}.api_key_env", environ)
         if env is not None:
             keys[provider] = env
+        limit = rpm(settings.get("rpm", 0), f"{where}.rpm")
+        if limit:
+            limits[provider] = limit
     return TenantConfig(
         tenant_id=tenant,
         api_key_sha256=digests,
         local_only=local_only,
         routes=routes,
         provider_keys=keys,
+        rpm=limits,
     )
 
 

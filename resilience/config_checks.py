@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from resilience.config_schema import ConfigError, ProviderConfig
-from resilience.routes import Route, Target
+from resilience.routes import Group, Route, Step, Strategy, Target
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """Provider and admin token names; the same alphabet as tenant ids."""
@@ -132,8 +132,18 @@ def env_reference(value: Any, path: str, environ: Mapping[str, str]) -> str | No
     return value
 
 
+def rpm(value: Any, path: str) -> float:
+    """A requests-per-minute limit: a number >= 0, where 0 means unlimited."""
+    limit = number(value, path, integer=False)
+    if limit < 0:
+        raise ConfigError(path, f"must be a number >= 0 (0: unlimited), got {describe(value)}")
+    return float(limit)
+
+
 def parse_route(name: str, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> Route:
-    """`{targets = [...]}` or the bare list, each target `provider:model` of a known provider."""
+    """`{targets = [...]}` or the bare list. Each step is `"provider:model"` of a known
+    provider, or a group table `{ group = [...], strategy = "...", weights = [...] }`.
+    A target appears at most once in a route, groups included."""
     if not name or name.strip() != name:
         raise ConfigError(path, "route names must be non-empty, without surrounding spaces")
     if isinstance(value, dict):
@@ -143,18 +153,69 @@ def parse_route(name: str, value: Any, path: str, providers: Mapping[str, Provid
         raise ConfigError(
             path, f'expected a non-empty list of "provider:model" strings, got {describe(value)}'
         )
-    targets: list[Target] = []
-    for i, text in enumerate(value):
+    seen: Seen = {}
+    steps: list[Step] = []
+    for i, item in enumerate(value):
         where = f"{path}[{i}]"
-        if not isinstance(text, str):
-            raise ConfigError(where, f'expected "provider:model", got {describe(text)}')
-        try:
-            target = Target.parse(text)
-        except ValueError:
-            raise ConfigError(where, f'expected "provider:model", got {describe(text)}') from None
-        if target.provider not in providers:
-            raise ConfigError(where, f"unknown provider {target.provider!r}")
-        if target in targets:
-            raise ConfigError(where, f"{text!r} is already at [{targets.index(target)}]")
-        targets.append(target)
-    return Route(name, tuple(targets))
+        if isinstance(item, dict):
+            steps.append(_group(item, where, path, providers, seen))
+        else:
+            steps.append(_target(item, where, path, providers, seen))
+    return Route(name, tuple(steps))
+
+
+_STRATEGIES = tuple(s.value for s in Strategy)
+
+
+Seen = dict[Target, str]
+"""Targets already in the route -> where, relative to the route's path (`[0].group[1]`)."""
+
+
+def _target(
+    text: Any, where: str, root: str, providers: Mapping[str, ProviderConfig], seen: Seen
+) -> Target:
+    expected = 'expected "provider:model" or a group table { group = [...] }'
+    if not isinstance(text, str):
+        raise ConfigError(where, f"{expected}, got {describe(text)}")
+    try:
+        target = Target.parse(text)
+    except ValueError:
+        raise ConfigError(where, f"{expected}, got {describe(text)}") from None
+    if target.provider not in providers:
+        raise ConfigError(where, f"unknown provider {target.provider!r}")
+    if target in seen:
+        raise ConfigError(where, f"{text!r} is already at {seen[target]}")
+    seen[target] = where[len(root) :]
+    return target
+
+
+def _group(
+    data: dict[str, Any], where: str, root: str, providers: Mapping[str, ProviderConfig], seen: Seen
+) -> Group:
+    only(data, where, {"group", "strategy", "weights"})
+    members = data.get("group")
+    if not isinstance(members, list) or not members:
+        got = describe(members)
+        raise ConfigError(
+            f"{where}.group", f'expected a non-empty list of "provider:model", got {got}'
+        )
+    targets = tuple(
+        _target(m, f"{where}.group[{j}]", root, providers, seen) for j, m in enumerate(members)
+    )
+    strategy = choice(data, "strategy", where, _STRATEGIES, Strategy.PRIORITY.value)
+    weights = data.get("weights")
+    if strategy == Strategy.WEIGHTED and weights is None:
+        raise ConfigError(f"{where}.weights", "strategy weighted needs one weight per member")
+    if weights is not None:
+        if strategy != Strategy.WEIGHTED:
+            raise ConfigError(f"{where}.weights", f"only for strategy weighted, not {strategy}")
+        if not isinstance(weights, list) or len(weights) != len(targets):
+            got = describe(weights)
+            raise ConfigError(
+                f"{where}.weights", f"expected {len(targets)} numbers (one per member), got {got}"
+            )
+        for j, w in enumerate(weights):
+            at = f"{where}.weights[{j}]"
+            if number(w, at, integer=False) <= 0:
+                raise ConfigError(at, f"must be a number > 0, got {describe(w)}")
+    return Group(targets, Strategy(strategy), tuple(weights) if weights is not None else None)

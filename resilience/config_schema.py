@@ -58,6 +58,8 @@ class ProviderConfig:
     location: Location = "cloud"
     embeddings: bool = False
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    rpm: float = 0.0
+    """Requests per minute this provider (this key) accepts, over all tenants; 0: unlimited."""
 
     def api_key(self, environ: Mapping[str, str]) -> str | None:
         """The key itself, read at the last moment so it is never stored on this object."""
@@ -74,6 +76,8 @@ class TenantConfig:
     routes: Mapping[str, Route] = field(default_factory=dict)
     provider_keys: Mapping[ProviderName, str] = field(default_factory=dict)
     """Provider name -> the NAME of the variable holding this tenant's own key."""
+    rpm: Mapping[ProviderName, float] = field(default_factory=dict)
+    """Provider name -> requests per minute this tenant may send there (absent: unlimited)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,6 +22,9 @@ class OutcomeStatus(enum.StrEnum):
     """Skipped: the tenant is local_only and the provider is in the cloud."""
     CANNOT_EMBED = "cannot_embed"
     """Skipped: the provider has no embeddings API."""
+    RPM_LIMITED = "rpm_limited"
+    """Skipped without a call: the tenant's or the provider's requests-per-minute bucket
+    was empty (`retry_after_s`: until it has a token)."""
     DEADLINE = "deadline"
     """Skipped or cut short: the request's deadline ran out."""
 

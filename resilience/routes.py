@@ -3,12 +3,21 @@
 Target.parse("local:llama3.1:8b")   # Target(provider='local', model='llama3.1:8b')
 Route.of("chat", "anthropic:claude-sonnet-4-6", "openai:gpt-4.1")
 # Route('chat': anthropic:claude-sonnet-4-6 -> openai:gpt-4.1)
+Route.of("chat", Group.of("openai-a:gpt-4.1", "openai-b:gpt-4.1", strategy="round_robin"),
+         "anthropic:claude-sonnet-4-6")
+# Route('chat': round_robin[openai-a:gpt-4.1, openai-b:gpt-4.1] -> anthropic:claude-sonnet-4-6)
+
+A step of a route is a `Target` or a `Group` of equivalent targets (several keys of one
+provider, several regions, several replicas): the group's strategy picks the order its
+members are tried in, and the route moves to the next step only when the whole group failed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import enum
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from resilience.types import ProviderName
@@ -48,9 +57,76 @@ class Target:
         return f"{self.provider}:{self.model}"
 
 
-Step: TypeAlias = Target
-"""One step of a route. Only a single target today; a group of equivalent targets tried as
-one step is planned, and will widen this alias rather than change `Route.targets`."""
+class Strategy(enum.StrEnum):
+    """How a group orders its members for one call (`resilience.balancing`)."""
+
+    PRIORITY = "priority"
+    """In the order written: the first healthy member takes every call."""
+    ROUND_ROBIN = "round_robin"
+    """Each call starts one member further along."""
+    WEIGHTED = "weighted"
+    """The first member drawn at random in proportion to `weights`."""
+    LEAST_LATENCY = "least_latency"
+    """Lowest recent latency first (EWMA), with periodic exploration of the others."""
+    LEAST_BUSY = "least_busy"
+    """Fewest calls in flight first."""
+    HASH = "hash"
+    """Stable per tenant (rendezvous hashing), for provider-side prompt caches."""
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Equivalent targets tried as one step of a route, in the order `strategy` picks."""
+
+    members: tuple[Target, ...]
+    strategy: Strategy = Strategy.PRIORITY
+    weights: tuple[float, ...] | None = None
+    """Only for `weighted`: one positive weight per member."""
+    label: str = field(init=False, repr=False, compare=False)
+    """`str(group)`, computed once: names the group in outcomes and retry budgets."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.members, tuple) or not self.members:
+            raise ValueError("group members: expected a non-empty tuple of Target")
+        for member in self.members:
+            if not isinstance(member, Target):
+                raise TypeError(f"group members: expected Target, got {member!r}")
+        if len(set(self.members)) != len(self.members):
+            raise ValueError(f"group members: {', '.join(map(str, self.members))} repeat a target")
+        strategy = Strategy(self.strategy)  # a plain string is accepted, and checked here
+        object.__setattr__(self, "strategy", strategy)
+        if strategy is Strategy.WEIGHTED:
+            weights = self.weights
+            if weights is None or len(weights) != len(self.members):
+                raise ValueError(
+                    f"group weights: weighted needs one weight per member "
+                    f"({len(self.members)}), got {weights!r}"
+                )
+            if not all(isinstance(w, int | float) and math.isfinite(w) and w > 0 for w in weights):
+                raise ValueError(f"group weights: each must be finite and > 0, got {weights!r}")
+            object.__setattr__(self, "weights", tuple(float(w) for w in weights))
+        elif self.weights is not None:
+            raise ValueError(f"group weights: only for strategy 'weighted', not {strategy.value!r}")
+        label = f"{strategy.value}[{', '.join(map(str, self.members))}]"
+        object.__setattr__(self, "label", label)
+
+    @classmethod
+    def of(
+        cls,
+        *members: str | Target,
+        strategy: Strategy | str = Strategy.PRIORITY,
+        weights: Sequence[float] | None = None,
+    ) -> Group:
+        """`Group.of("openai-a:gpt-4.1", "openai-b:gpt-4.1", strategy="round_robin")`."""
+        parsed = tuple(m if isinstance(m, Target) else Target.parse(m) for m in members)
+        return cls(parsed, Strategy(strategy), tuple(weights) if weights is not None else None)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+Step: TypeAlias = Target | Group
+"""One step of a route: a single target, or a group of equivalent ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,18 +144,22 @@ class Route:
         if not self.targets:
             raise ValueError(f"route {self.name!r}: needs at least one target")
         for step in self.targets:
-            if not isinstance(step, Target):
-                raise TypeError(f"route {self.name!r}: expected Target steps, got {step!r}")
+            if not isinstance(step, Target | Group):
+                raise TypeError(f"route {self.name!r}: expected Target or Group, got {step!r}")
 
     @classmethod
-    def of(cls, name: str, *targets: str | Target) -> Route:
+    def of(cls, name: str, *targets: str | Step) -> Route:
         """`Route.of("chat", "openai:gpt-4.1", "anthropic:claude-sonnet-4-6")`."""
-        parsed = tuple(t if isinstance(t, Target) else Target.parse(t) for t in targets)
+        parsed = tuple(Target.parse(t) if isinstance(t, str) else t for t in targets)
         return cls(name, parsed)
 
     def iter_targets(self) -> Iterator[Target]:
-        """Every target in order, whatever the step shape (the planned groups included)."""
-        return iter(self.targets)
+        """Every target in order, group members in the order written."""
+        for step in self.targets:
+            if isinstance(step, Group):
+                yield from step.members
+            else:
+                yield step
 
     @property
     def providers(self) -> frozenset[ProviderName]:

@@ -261,11 +261,11 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ),
     (
         with_("routes.chat.targets", ["no-colon"]),
-        "routes.chat.targets[0]: expected \"provider:model\", got 'no-colon'",
+        "routes.chat.targets[0]: expected \"provider:model\" or a group table { group = [...] }, got 'no-colon'",
     ),
     (
         with_("routes.chat.targets", [42]),
-        'routes.chat.targets[0]: expected "provider:model", got 42',
+        'routes.chat.targets[0]: expected "provider:model" or a group table { group = [...] }, got 42',
     ),
     (
         with_("routes.chat.targets", []),

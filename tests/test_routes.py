@@ -78,7 +78,7 @@ def test_a_route_needs_a_name_and_at_least_one_target() -> None:
 
 
 def test_route_steps_must_be_targets_in_a_tuple() -> None:
-    with pytest.raises(TypeError, match="expected Target steps"):
+    with pytest.raises(TypeError, match="expected Target or Group, got"):
         Route("chat", ("openai:gpt-4.1",))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="tuple"):
         Route("chat", [Target("openai", "gpt-4.1")])  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from resilience.breaker import CircuitBreaker
-from resilience.types import ProviderName, TenantId
+from resilience.types import BreakerKey, ProviderName, TenantId
 
 
 class BreakerStore(Protocol):
@@ -30,6 +30,15 @@ class BreakerStore(Protocol):
 
     def evict_idle(self) -> int:
         """Forget breakers idle for the store's time to live; returns how many were dropped."""
+        ...
+
+    def take_token(self, key: BreakerKey, rpm: float) -> bool:
+        """Take one token from `key`'s requests-per-minute bucket (`resilience.ratelimit`);
+        False when it is empty. `rpm <= 0` is unlimited."""
+        ...
+
+    def token_wait_s(self, key: BreakerKey) -> float:
+        """Seconds until `key`'s bucket has a token again."""
         ...
 
     def __len__(self) -> int: ...

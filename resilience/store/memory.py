@@ -18,6 +18,7 @@ from resilience.breaker import CircuitBreaker
 from resilience.errors import ErrorKind
 from resilience.events import BreakerState, BreakerTransition
 from resilience.policies import BreakerPolicy
+from resilience.ratelimit import RateLimits
 from resilience.types import PROVIDER_WIDE, BreakerKey, Clock, ProviderName, TenantId
 
 Emit = Callable[[BreakerTransition], None]
@@ -48,6 +49,9 @@ class MemoryStore:
         self._gates: dict[ProviderName, CircuitBreaker] = {}
         self._rotate_at = clock() + idle_ttl_s
         self._trips: dict[ProviderName, dict[TenantId, float]] = {}
+        self._limits = RateLimits(clock=clock)
+        self.take_token = self._limits.take
+        self.token_wait_s = self._limits.wait_s
 
     def get(self, tenant: TenantId, provider: ProviderName) -> CircuitBreaker:
         breaker = self._current.get((tenant, provider))

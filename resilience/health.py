@@ -1,0 +1,171 @@
+"""Health of each (provider, model): latency, error rate and calls in flight.
+
+The client records every attempt here. `least_latency` and `least_busy` groups read it to
+order their members; the admin API (`GET /admin/providers`), `/metrics` and the dashboard
+show it. Health is about the upstream, so it is shared by all tenants.
+
+- `ewma_s`: exponentially weighted mean of recent latencies (weight `EWMA_WEIGHT` for
+  the newest). A success adds its latency. A failure the breaker counts adds
+  `max(latency, 2 * ewma_s)`: a member that fails fast must not look fast.
+- `p50_ms`, `p99_ms`: over the last `LATENCY_SAMPLES` successful attempts.
+- `error_rate`: failed / finished attempts over the last `window_s` (default 60 s).
+  Neutral endings (the caller cancelled, our deadline cut the call) count neither way.
+- `in_flight`: attempts started and not yet finished; for a stream, until its first chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from resilience.routes import Target
+from resilience.types import Clock, ProviderName
+from resilience.window import SlidingCount
+
+EWMA_WEIGHT = 0.3
+LATENCY_SAMPLES = 256
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """One (provider, model)'s figures at one moment; what the admin API returns."""
+
+    provider: ProviderName
+    model: str
+    in_flight: int
+    calls: int
+    """Attempts finished, successful or not, in the window."""
+    errors: int
+    error_rate: float
+    ewma_ms: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    calls_total: int
+    errors_total: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "in_flight": self.in_flight,
+            "calls": self.calls,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "ewma_ms": self.ewma_ms,
+            "p50_ms": self.p50_ms,
+            "p99_ms": self.p99_ms,
+            "calls_total": self.calls_total,
+            "errors_total": self.errors_total,
+        }
+
+
+class MemberHealth:
+    """Running figures of one target. Mutated only from the event loop's thread."""
+
+    __slots__ = (
+        "_clock",
+        "_errors",
+        "_finished",
+        "_latencies",
+        "calls_total",
+        "errors_total",
+        "ewma_s",
+        "in_flight",
+        "target",
+    )
+
+    def __init__(self, target: Target, *, window_s: float, clock: Clock) -> None:
+        self.target = target
+        self._clock = clock
+        self.in_flight = 0
+        self.ewma_s: float | None = None
+        self.calls_total = 0
+        self.errors_total = 0
+        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._finished = SlidingCount(window_s, clock)
+        self._errors = SlidingCount(window_s, clock)
+
+    def started(self) -> float:
+        """Count a call in flight; returns its start time for `succeeded` / `failed`."""
+        self.in_flight += 1
+        return self._clock()
+
+    def succeeded(self, started: float) -> None:
+        latency = self._clock() - started
+        self.in_flight -= 1
+        self._latencies.append(latency)
+        self._blend(latency)
+        self.calls_total += 1
+        self._finished.add()
+
+    def failed(self, started: float, *, counts: bool) -> None:
+        """A failed attempt; `counts` when the provider is to blame (the breaker's verdict)."""
+        latency = self._clock() - started
+        self.in_flight -= 1
+        if counts:
+            self._blend(max(latency, 2.0 * (self.ewma_s or 0.0)))
+            self.errors_total += 1
+            self._errors.add()
+        self.calls_total += 1
+        self._finished.add()
+
+    def abandoned(self) -> None:
+        """Cancelled or cut by our deadline: no verdict on the upstream."""
+        self.in_flight -= 1
+
+    def snapshot(self) -> HealthSnapshot:
+        finished, errors = self._finished.count(), self._errors.count()
+        ordered = sorted(self._latencies)
+        return HealthSnapshot(
+            provider=self.target.provider,
+            model=self.target.model,
+            in_flight=self.in_flight,
+            calls=finished,
+            errors=errors,
+            error_rate=errors / finished if finished else 0.0,
+            ewma_ms=self.ewma_s * 1000.0 if self.ewma_s is not None else None,
+            p50_ms=_percentile(ordered, 0.50),
+            p99_ms=_percentile(ordered, 0.99),
+            calls_total=self.calls_total,
+            errors_total=self.errors_total,
+        )
+
+    def _blend(self, sample: float) -> None:
+        ewma = self.ewma_s
+        self.ewma_s = sample if ewma is None else ewma + EWMA_WEIGHT * (sample - ewma)
+
+
+class HealthBoard:
+    """`MemberHealth` by target, created on first use and kept (targets come from config)."""
+
+    def __init__(self, *, window_s: float = 60.0, clock: Clock = time.monotonic) -> None:
+        if not window_s > 0:
+            raise ValueError(f"window_s: must be > 0, got {window_s!r}")
+        self._window_s = window_s
+        self._clock = clock
+        self._members: dict[Target, MemberHealth] = {}
+
+    def member(self, target: Target) -> MemberHealth:
+        found = self._members.get(target)
+        if found is None:
+            found = MemberHealth(target, window_s=self._window_s, clock=self._clock)
+            self._members[target] = found
+        return found
+
+    def snapshot(self) -> list[HealthSnapshot]:
+        """Every target seen so far, sorted by (provider, model)."""
+        snaps = [m.snapshot() for m in self._members.values()]
+        snaps.sort(key=lambda s: (s.provider, s.model))
+        return snaps
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of sorted seconds, in milliseconds."""
+    if not ordered:
+        return None
+    rank = max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))
+    return ordered[rank] * 1000.0
