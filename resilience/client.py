@@ -47,7 +47,7 @@ from resilience.exceptions import (
     ResilienceError,
     UnknownRouteError,
 )
-from resilience.health import HealthBoard, MemberHealth
+from resilience.health import HealthBoard
 from resilience.models import (
     ChatChunk,
     ChatRequest,
@@ -322,24 +322,27 @@ class ResilientClient:
     ) -> _Won[T]:
         tenant = tenant if tenant is not None else current_tenant()
         route = self.route_for(tenant, route_name)
-        operation = "embeddings" if embed else "chat"
-        attributes = {
+        traced = self.tracing.tracer() is not None
+        walk = _Walk(
+            tenant=tenant,
+            policy=self.tenants.get(tenant, _DEFAULT_TENANT),
+            call=call,
+            deadline=Deadline.after(self.retry.deadline_s, clock=self._clock),
+            hold=hold,
+            embed=embed,
+            operation="embeddings" if embed else "chat",
+            traced=traced,
+        )
+        if not traced:
+            return await self._walk_steps(route, walk)
+        attributes: dict[str, AttributeValue] = {
             "resilience.tenant": tenant,
             "resilience.route": route.name,
-            "gen_ai.operation.name": operation,
+            "gen_ai.operation.name": walk.operation,
         }
         with self.tracing.span(
-            f"resilience {operation} {route.name}", client=False, attributes=attributes
+            f"resilience {walk.operation} {route.name}", client=False, attributes=attributes
         ) as span:
-            walk = _Walk(
-                tenant=tenant,
-                policy=self.tenants.get(tenant, _DEFAULT_TENANT),
-                call=call,
-                deadline=Deadline.after(self.retry.deadline_s, clock=self._clock),
-                hold=hold,
-                embed=embed,
-                operation=operation,
-            )
             try:
                 won = await self._walk_steps(route, walk)
             except ResilienceError as exc:
@@ -397,6 +400,7 @@ class ResilientClient:
         if not candidates:
             return None
         tallies: dict[Target, _Tally] = {}
+        attempt_at = self._traced_attempt if walk.traced else self._measured_attempt
 
         async def one_pass(number: int) -> tuple[T, Permit, CircuitBreaker, Target]:
             again: list[Target] = []
@@ -411,7 +415,7 @@ class ResilientClient:
                 breaker = self.registry.get(walk.tenant, target.provider)
                 tally.attempts += 1
                 try:
-                    value, permit = await self._attempt(walk, target, breaker, tally.attempts)
+                    value, permit = await attempt_at(walk, target, breaker, tally.attempts)
                 except CircuitOpenError as refused:
                     tally.refused(refused.retry_after_s)
                     continue
@@ -449,9 +453,9 @@ class ResilientClient:
         except (_StepFailed, DeadlineExceeded):
             pass
         else:
-            walk.outcomes.extend(t.outcome() for t in tallies.values())
+            walk.outcomes.extend([t.outcome() for t in tallies.values()])
             return self._won(value, permit, breaker, target, walk.outcomes)
-        walk.outcomes.extend(t.outcome() for t in tallies.values())
+        walk.outcomes.extend([t.outcome() for t in tallies.values()])
         for target in members:
             if target in candidates and target not in tallies:
                 walk.outcomes.append(TargetOutcome(target, OutcomeStatus.DEADLINE))
@@ -460,15 +464,39 @@ class ResilientClient:
     async def _attempt(
         self, walk: _Walk[T], target: Target, breaker: CircuitBreaker, number: int
     ) -> tuple[T, Permit]:
-        """One attempt at `target`, recorded in its health and, when tracing is on, a span."""
-        provider = self.providers[target.provider]
-        run = walk.call(provider, target, walk.policy.api_keys.get(target.provider))
+        """One attempt at `target` (in a span when tracing is on)."""
+        if walk.traced:
+            return await self._traced_attempt(walk, target, breaker, number)
+        return await self._measured_attempt(walk, target, breaker, number)
+
+    async def _measured_attempt(
+        self, walk: _Walk[T], target: Target, breaker: CircuitBreaker, number: int
+    ) -> tuple[T, Permit]:
+        """`attempt()`, with the call's latency and verdict recorded in the target's health."""
+        run = walk.call(
+            self.providers[target.provider], target, walk.policy.api_keys.get(target.provider)
+        )
         health = self.health.member(target)
-        if self.tracing.tracer() is None:
-            return await _measured(run, health, breaker, walk.deadline, number, walk.hold)
+        started = health.started()
+        try:
+            result = await attempt(
+                run, breaker=breaker, deadline=walk.deadline, number=number, settle=not walk.hold
+            )
+        except ProviderError as exc:
+            health.failed(started, counts=exc.kind.policy.counts_on_breaker)
+            raise
+        except BaseException:
+            health.abandoned()
+            raise
+        health.succeeded(started)
+        return result
+
+    async def _traced_attempt(
+        self, walk: _Walk[T], target: Target, breaker: CircuitBreaker, number: int
+    ) -> tuple[T, Permit]:
         attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": walk.operation,
-            "gen_ai.provider.name": provider.kind,
+            "gen_ai.provider.name": self.providers[target.provider].kind,
             "gen_ai.request.model": target.model,
             "resilience.provider": target.provider,
             "resilience.tenant": walk.tenant,
@@ -479,9 +507,7 @@ class ResilientClient:
             f"{walk.operation} {target.model}", client=True, attributes=attributes
         ) as span:
             try:
-                value, permit = await _measured(
-                    run, health, breaker, walk.deadline, number, walk.hold
-                )
+                value, permit = await self._measured_attempt(walk, target, breaker, number)
             except CircuitOpenError as exc:
                 set_error(span, "circuit_open", str(exc))
                 raise
@@ -609,6 +635,7 @@ class _Walk(Generic[T]):
     hold: bool
     embed: bool
     operation: str
+    traced: bool
     outcomes: list[TargetOutcome] = field(default_factory=list)
 
 
@@ -643,30 +670,6 @@ class _Tally:
 
 class _StepFailed(Exception):
     """A pass over a step's members ended with nothing left worth retrying."""
-
-
-async def _measured(
-    run: Call[T],
-    health: MemberHealth,
-    breaker: CircuitBreaker,
-    deadline: Deadline,
-    number: int,
-    hold: bool,
-) -> tuple[T, Permit]:
-    """`attempt()`, with the call's latency and verdict recorded in the target's health."""
-    started = health.started()
-    try:
-        result = await attempt(
-            run, breaker=breaker, deadline=deadline, number=number, settle=not hold
-        )
-    except ProviderError as exc:
-        health.failed(started, counts=exc.kind.policy.counts_on_breaker)
-        raise
-    except BaseException:
-        health.abandoned()
-        raise
-    health.succeeded(started)
-    return result
 
 
 def _response_attributes(value: object) -> dict[str, object]:

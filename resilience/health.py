@@ -7,9 +7,11 @@ show it. Health is about the upstream, so it is shared by all tenants.
 - `ewma_s`: exponentially weighted mean of recent latencies (weight `EWMA_WEIGHT` for
   the newest). A success adds its latency. A failure the breaker counts adds
   `max(latency, 2 * ewma_s)`: a member that fails fast must not look fast.
-- `p50_ms`, `p99_ms`: over the last `LATENCY_SAMPLES` successful attempts.
-- `error_rate`: failed / finished attempts over the last `window_s` (default 60 s).
-  Neutral endings (the caller cancelled, our deadline cut the call) count neither way.
+- `p50_ms`, `p99_ms`: over the last `SAMPLES` successful attempts.
+- `error_rate`: failed / finished attempts over the last `SAMPLES` finished attempts,
+  however old (a count over attempts costs less per call than a time window, and an idle
+  target keeps the figures it had). Neutral endings (the caller cancelled, our deadline
+  cut the call) count neither way.
 - `in_flight`: attempts started and not yet finished; for a stream, until its first chunk.
 """
 
@@ -21,10 +23,9 @@ from dataclasses import dataclass
 
 from resilience.routes import Target
 from resilience.types import Clock, ProviderName
-from resilience.window import SlidingCount
 
 EWMA_WEIGHT = 0.3
-LATENCY_SAMPLES = 256
+SAMPLES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,7 @@ class HealthSnapshot:
     model: str
     in_flight: int
     calls: int
-    """Attempts finished, successful or not, in the window."""
+    """Attempts finished, successful or not, among the last `SAMPLES`."""
     errors: int
     error_rate: float
     ewma_ms: float | None
@@ -65,9 +66,9 @@ class MemberHealth:
 
     __slots__ = (
         "_clock",
-        "_errors",
-        "_finished",
         "_latencies",
+        "_recent",
+        "_recent_errors",
         "calls_total",
         "errors_total",
         "ewma_s",
@@ -75,16 +76,17 @@ class MemberHealth:
         "target",
     )
 
-    def __init__(self, target: Target, *, window_s: float, clock: Clock) -> None:
+    def __init__(self, target: Target, *, clock: Clock) -> None:
         self.target = target
         self._clock = clock
         self.in_flight = 0
         self.ewma_s: float | None = None
         self.calls_total = 0
         self.errors_total = 0
-        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
-        self._finished = SlidingCount(window_s, clock)
-        self._errors = SlidingCount(window_s, clock)
+        self._latencies: deque[float] = deque(maxlen=SAMPLES)
+        self._recent: deque[bool] = deque(maxlen=SAMPLES)
+        """Whether each of the last finished attempts failed."""
+        self._recent_errors = 0
 
     def started(self) -> float:
         """Count a call in flight; returns its start time for `succeeded` / `failed`."""
@@ -96,8 +98,7 @@ class MemberHealth:
         self.in_flight -= 1
         self._latencies.append(latency)
         self._blend(latency)
-        self.calls_total += 1
-        self._finished.add()
+        self._finish(failed=False)
 
     def failed(self, started: float, *, counts: bool) -> None:
         """A failed attempt; `counts` when the provider is to blame (the breaker's verdict)."""
@@ -106,16 +107,14 @@ class MemberHealth:
         if counts:
             self._blend(max(latency, 2.0 * (self.ewma_s or 0.0)))
             self.errors_total += 1
-            self._errors.add()
-        self.calls_total += 1
-        self._finished.add()
+        self._finish(failed=counts)
 
     def abandoned(self) -> None:
         """Cancelled or cut by our deadline: no verdict on the upstream."""
         self.in_flight -= 1
 
     def snapshot(self) -> HealthSnapshot:
-        finished, errors = self._finished.count(), self._errors.count()
+        finished, errors = len(self._recent), self._recent_errors
         ordered = sorted(self._latencies)
         return HealthSnapshot(
             provider=self.target.provider,
@@ -131,6 +130,15 @@ class MemberHealth:
             errors_total=self.errors_total,
         )
 
+    def _finish(self, *, failed: bool) -> None:
+        self.calls_total += 1
+        recent = self._recent
+        if len(recent) == SAMPLES and recent[0]:
+            self._recent_errors -= 1  # about to fall out of the deque
+        recent.append(failed)
+        if failed:
+            self._recent_errors += 1
+
     def _blend(self, sample: float) -> None:
         ewma = self.ewma_s
         self.ewma_s = sample if ewma is None else ewma + EWMA_WEIGHT * (sample - ewma)
@@ -139,17 +147,14 @@ class MemberHealth:
 class HealthBoard:
     """`MemberHealth` by target, created on first use and kept (targets come from config)."""
 
-    def __init__(self, *, window_s: float = 60.0, clock: Clock = time.monotonic) -> None:
-        if not window_s > 0:
-            raise ValueError(f"window_s: must be > 0, got {window_s!r}")
-        self._window_s = window_s
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
         self._clock = clock
         self._members: dict[Target, MemberHealth] = {}
 
     def member(self, target: Target) -> MemberHealth:
         found = self._members.get(target)
         if found is None:
-            found = MemberHealth(target, window_s=self._window_s, clock=self._clock)
+            found = MemberHealth(target, clock=self._clock)
             self._members[target] = found
         return found
 

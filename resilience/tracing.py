@@ -22,6 +22,7 @@ For a stream both spans end when the first chunk has arrived.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,14 +36,17 @@ except ImportError:  # the [otel] extra is not installed
 
 AttributeValue = str | int | float | bool
 INSTRUMENTATION = "resilience"
+RECHECK_S = 1.0
+"""How often to look again for a global tracer provider while none is set: reading it
+costs microseconds per call, so a provider set later is picked up within this time."""
 
 
 class Tracing:
     """Where spans go: a given tracer provider, else the global one once an SDK sets it."""
 
     def __init__(self, provider: TracerProvider | None = None) -> None:
-        self._provider = provider
         self._tracer: Tracer | None = None
+        self._recheck_at = 0.0
         if provider is not None:
             self._tracer = provider.get_tracer(INSTRUMENTATION)
 
@@ -52,6 +56,10 @@ class Tracing:
             return self._tracer
         if _otel is None:
             return None
+        now = time.monotonic()
+        if now < self._recheck_at:
+            return None
+        self._recheck_at = now + RECHECK_S
         provider = _otel.get_tracer_provider()
         if isinstance(provider, _otel.ProxyTracerProvider | _otel.NoOpTracerProvider):
             return None  # no SDK configured yet; checked again on the next call
