@@ -5,7 +5,8 @@ order, skipping members whose breaker is open or whose rate limit is spent, so a
 only decides who goes first and who takes over; health and limits stay the breakers' job.
 
 - `priority`: as written.
-- `round_robin`: the starting member advances by one per call, over all tenants.
+- `round_robin`: each call starts at the member after the one that answered the previous
+  call (over all tenants), so a skipped member's turns are shared by the others evenly.
 - `weighted`: the first member drawn in proportion to its weight; the rest by weight.
 - `least_latency`: by `ewma_s` (members never measured first, so new ones get sampled).
   Every `EXPLORE_EVERY`th call of the group puts the next member in turn first instead, so
@@ -42,6 +43,7 @@ class _Plan:
         "cumulative",
         "group",
         "health",
+        "index",
         "members",
         "orders",
         "seeds",
@@ -52,6 +54,7 @@ class _Plan:
         self.members: tuple[Target, ...] = group.members
         self.health: tuple[MemberHealth, ...] = tuple(board.member(m) for m in group.members)
         self.calls = 0
+        self.index = {m: i for i, m in enumerate(group.members)}
         weights = group.weights or tuple(1.0 for _ in group.members)
         self.cumulative = list(accumulate(weights))
         self.by_weight = sorted(
@@ -87,6 +90,14 @@ class Balancer:
         if strategy is Strategy.WEIGHTED:
             return self._weighted(plan)
         return _hashed(plan, tenant)
+
+    def answered(self, group: Group, target: Target) -> None:
+        """`target` took the call: a round robin continues after it."""
+        if group.strategy is Strategy.ROUND_ROBIN:
+            plan = self._plans.get(id(group))
+            if plan is not None and plan.group is group:
+                plan.calls = plan.index[target]  # `order` adds one: the next member
+                # (a call already under way may have advanced it; the latest answer wins)
 
     def _weighted(self, plan: _Plan) -> list[Target]:
         cumulative = plan.cumulative

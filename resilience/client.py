@@ -362,6 +362,8 @@ class ResilientClient:
         for step in route.targets:
             if isinstance(step, Group):
                 won = await self._try_step(self.balancer.order(step, walk.tenant), step.label, walk)
+                if won is not None:
+                    self.balancer.answered(step, won.target)
             else:
                 won = await self._try_step((step,), step.provider, walk)
             if won is not None:

@@ -19,7 +19,7 @@ from resilience.config import (
 )
 from resilience.exceptions import ResilienceError, UnknownRouteError
 from resilience.policies import BreakerPolicy, RetryPolicy
-from resilience.routes import Route, Target
+from resilience.routes import Group, Route, Strategy, Target
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gateway.toml"
 ENV = {
@@ -29,6 +29,7 @@ ENV = {
 }
 SECRETS = [*ENV.values()]
 HASH_A, HASH_B = "a" * 64, "b" * 64
+GROUP: dict[str, Any] = {"group": ["openai:gpt-4.1", "local:llama"]}
 MINIMAL: dict[str, Any] = {
     "providers": {
         "anthropic": {"kind": "anthropic", "api_key_env": "ANTHROPIC_API_KEY"},
@@ -76,7 +77,7 @@ def test_the_example_loads_with_every_section() -> None:
     assert config.server.tenant_header == "x-tenant-id"
     assert config.breaker == BreakerPolicy()  # the example spells out the defaults
     assert config.retry == RetryPolicy()
-    assert set(config.providers) == {"anthropic", "openai", "local"}
+    assert set(config.providers) == {"anthropic", "openai", "local", "local-2"}
     local = config.providers["local"]
     assert (local.kind, local.location, local.api_key_env, local.timeout_s) == (
         "openai",
@@ -261,11 +262,13 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ),
     (
         with_("routes.chat.targets", ["no-colon"]),
-        "routes.chat.targets[0]: expected \"provider:model\" or a group table { group = [...] }, got 'no-colon'",
+        'routes.chat.targets[0]: expected "provider:model" or a group table '
+        "{ group = [...] }, got 'no-colon'",
     ),
     (
         with_("routes.chat.targets", [42]),
-        'routes.chat.targets[0]: expected "provider:model" or a group table { group = [...] }, got 42',
+        'routes.chat.targets[0]: expected "provider:model" or a group table '
+        "{ group = [...] }, got 42",
     ),
     (
         with_("routes.chat.targets", []),
@@ -358,6 +361,58 @@ CASES: list[tuple[dict[str, Any], str]] = [
         "admin.tokens.ops2.token_sha256: same token as admin.tokens.ops",
     ),
     (with_("admin.users", {}), "admin.users: unknown key (expected one of: tokens)"),
+    # groups and request rates
+    (
+        with_("routes.chat.targets", [{"group": [], "strategy": "round_robin"}]),
+        "routes.chat.targets[0].group: expected a non-empty list of "
+        '"provider:model", got an empty list',
+    ),
+    (
+        with_("routes.chat.targets", [{"group": ["openai:gpt-4.1"], "stratgy": "hash"}]),
+        "routes.chat.targets[0].stratgy: unknown key (did you mean 'strategy'?)",
+    ),
+    (
+        with_("routes.chat.targets", [{"group": ["openai:gpt-4.1"], "strategy": "fastest"}]),
+        "routes.chat.targets[0].strategy: expected one of priority, round_robin, weighted, "
+        "least_latency, least_busy, hash, got 'fastest'",
+    ),
+    (
+        with_("routes.chat.targets", [{"group": ["openai:gpt-4.1", "opnai:x"]}]),
+        "routes.chat.targets[0].group[1]: unknown provider 'opnai'",
+    ),
+    (
+        with_("routes.chat.targets", [GROUP | {"strategy": "weighted"}]),
+        "routes.chat.targets[0].weights: strategy weighted needs one weight per member",
+    ),
+    (
+        with_("routes.chat.targets", [GROUP | {"strategy": "weighted", "weights": [1]}]),
+        "routes.chat.targets[0].weights: expected 2 numbers (one per member), got a list",
+    ),
+    (
+        with_("routes.chat.targets", [GROUP | {"strategy": "weighted", "weights": [1, 0]}]),
+        "routes.chat.targets[0].weights[1]: must be a number > 0, got 0",
+    ),
+    (
+        with_("routes.chat.targets", [GROUP | {"weights": [1, 2]}]),
+        "routes.chat.targets[0].weights: only for strategy weighted, not priority",
+    ),
+    (
+        with_("routes.chat.targets", [GROUP, "openai:gpt-4.1"]),
+        "routes.chat.targets[1]: 'openai:gpt-4.1' is already at [0].group[0]",
+    ),
+    (
+        with_("routes.chat.targets", [GROUP, {"group": ["local:llama"]}]),
+        "routes.chat.targets[1].group[0]: 'local:llama' is already at [0].group[1]",
+    ),
+    (
+        with_("providers.openai.rpm", -1),
+        "providers.openai.rpm: must be a number >= 0 (0: unlimited), got -1",
+    ),
+    (with_("providers.openai.rpm", "60"), "providers.openai.rpm: expected a number, got '60'"),
+    (
+        with_("tenants.acme.providers.openai", {"rpm": True}),
+        "tenants.acme.providers.openai.rpm: expected a number, got true",
+    ),
     # server
     (
         with_("server.tenant_from", "cookie"),
@@ -540,7 +595,7 @@ def test_route_for_anything_else_is_an_unknown_route_naming_it(name: str) -> Non
         config.route_for("acme", name)
     assert isinstance(info.value, LookupError)
     assert f"unknown route {name!r}" in str(info.value)
-    assert "anthropic, local, openai" in str(info.value)
+    assert "anthropic, local, local-2, openai" in str(info.value)
     assert info.value.tenant == "acme"
 
 
@@ -596,13 +651,36 @@ def test_reprs_show_variable_names_never_secret_values() -> None:
     assert isinstance(config.providers["openai"], ProviderConfig)
 
 
+def test_a_group_step_loads_with_its_strategy_and_weights() -> None:
+    targets = [
+        {"group": ["openai:gpt-4.1", "local:llama"], "strategy": "weighted", "weights": [3, 1]},
+        "anthropic:claude-x",
+    ]
+    config = parse_config(with_("routes.chat.targets", targets), environ=ENV)
+    first, second = config.routes["chat"].targets
+    assert first == Group.of(
+        "openai:gpt-4.1", "local:llama", strategy=Strategy.WEIGHTED, weights=[3.0, 1.0]
+    )
+    assert second == Target("anthropic", "claude-x")
+    assert config.routes["chat"].providers == {"openai", "local", "anthropic"}
+
+
+def test_rpm_for_providers_and_for_a_tenant_per_provider() -> None:
+    data = with_("providers.openai.rpm", 600)
+    data = with_("tenants.acme.providers.openai", {"rpm": 60}, data)
+    config = parse_config(data, environ=ENV)
+    assert config.providers["openai"].rpm == 600.0
+    assert config.providers["anthropic"].rpm == 0.0
+    assert config.tenants["acme"].rpm == {"openai": 60.0}
+
+
 # -- check_config -----------------------------------------------------------------------------
 
 
 def test_check_config_summarises_a_valid_file() -> None:
     assert check_config(EXAMPLE, environ=ENV) == (
         True,
-        "ok: 3 providers, 2 routes, 2 tenants, 2 admin tokens",
+        "ok: 4 providers, 3 routes, 2 tenants, 2 admin tokens",
     )
 
 

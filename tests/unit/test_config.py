@@ -47,7 +47,7 @@ def error_of(data: dict[str, Any], environ: dict[str, str] | None = None) -> str
 
 def test_the_example_config_loads_with_every_section() -> None:
     config = load_config(EXAMPLE, environ=ENV)
-    assert set(config.providers) == {"anthropic", "openai", "local"}
+    assert set(config.providers) == {"anthropic", "openai", "local", "local-2"}
     assert config.providers["anthropic"].breaker.cooldown_s == 60
     assert config.providers["openai"].breaker.cooldown_s == 30  # the global default
     assert config.providers["local"].location == "local"
@@ -185,7 +185,7 @@ def test_check_config_command_reports_ok_or_the_key(
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     assert cli(["check-config", str(EXAMPLE)]) == 0
-    assert "ok: 3 providers, 2 routes, 2 tenants" in capsys.readouterr().out
+    assert "ok: 4 providers, 3 routes, 2 tenants" in capsys.readouterr().out
     bad = tmp_path / "bad.toml"
     bad.write_text('[providers.a]\nkind = "openai"\n[routes.chat]\ntargets = ["opnai:x"]\n')
     assert cli(["check-config", str(bad)]) == 1
