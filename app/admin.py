@@ -188,6 +188,24 @@ class AdminEndpoints:
         ]
         return JSONResponse({"events": events, "next_cursor": page.next_cursor})
 
+    async def providers(self, request: Request) -> Response:
+        """Health of each (provider, model) this process has called: latency p50/p99 and
+        EWMA, error rate, calls in flight, and the provider's rpm limit and skips. It is about
+        upstreams shared by every tenant, so only an unrestricted token may read it."""
+        auth = self._authorize(request, None)
+        if isinstance(auth, Response):
+            return auth
+        client = self._client()
+        rows = [
+            {
+                **snap.as_dict(),
+                "rpm": client.rpm.get(snap.provider, 0.0),
+                "rate_limit_skips": client.rate_limit_skips.get(snap.provider, 0),
+            }
+            for snap in client.health.snapshot()
+        ]
+        return JSONResponse({"providers": rows})
+
     async def summary(self, request: Request) -> Response:
         auth = self._authorize(request, None)
         if isinstance(auth, Response):

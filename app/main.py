@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route(circuit + "/open", admin.force_open, methods=["POST"]),
             Route("/admin/events", admin.events, methods=["GET"]),
             Route("/admin/summary", admin.summary, methods=["GET"]),
+            Route("/admin/providers", admin.providers, methods=["GET"]),
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/readyz", gateway.readyz, methods=["GET"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),

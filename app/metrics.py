@@ -102,6 +102,8 @@ class _Live(Collector):
                 for state in BreakerState:
                     states.add_metric([provider, str(state)], counts.get((provider, str(state)), 0))
         yield states
+        if client is not None:
+            yield from _health(client)
         sink = self._sink()
         if sink is not None:
             for name in ("queued", "written", "spooled", "replayed", "failed_batches"):
@@ -115,3 +117,36 @@ class _Live(Collector):
             )
             up.add_metric([], 1 if sink.stats.database_up else 0)
             yield up
+
+
+def _health(client: ResilientClient) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """Per (provider, model) health from the client's board, and rpm skips per provider."""
+    labels = ["provider", "model"]
+    in_flight = GaugeMetricFamily(
+        "resilience_upstream_in_flight", "Attempts under way.", labels=labels
+    )
+    error_rate = GaugeMetricFamily(
+        "resilience_upstream_error_rate",
+        "Failed share of the last 256 finished attempts.",
+        labels=labels,
+    )
+    latency = GaugeMetricFamily(
+        "resilience_upstream_latency_recent_seconds",
+        "Latency of the last 256 successful attempts, by quantile (ewma: the weighted mean).",
+        labels=[*labels, "quantile"],
+    )
+    for snap in client.health.snapshot():
+        key = [snap.provider, snap.model]
+        in_flight.add_metric(key, snap.in_flight)
+        error_rate.add_metric(key, snap.error_rate)
+        for quantile, ms in (("0.5", snap.p50_ms), ("0.99", snap.p99_ms), ("ewma", snap.ewma_ms)):
+            if ms is not None:
+                latency.add_metric([*key, quantile], ms / 1000.0)
+    skips = CounterMetricFamily(
+        "resilience_rate_limit_skips",
+        "Targets skipped without a call because a requests-per-minute bucket was empty.",
+        labels=["provider"],
+    )
+    for provider in client.providers:
+        skips.add_metric([provider], client.rate_limit_skips.get(provider, 0))
+    yield from (in_flight, error_rate, latency, skips)

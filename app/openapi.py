@@ -48,6 +48,41 @@ _CIRCUIT = {
     },
 }
 
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_HEALTH = {
+    "type": "object",
+    "required": [
+        "provider",
+        "model",
+        "in_flight",
+        "calls",
+        "errors",
+        "error_rate",
+        "ewma_ms",
+        "p50_ms",
+        "p99_ms",
+        "calls_total",
+        "errors_total",
+        "rpm",
+        "rate_limit_skips",
+    ],
+    "properties": {
+        "provider": {"type": "string"},
+        "model": {"type": "string"},
+        "in_flight": {"type": "integer"},
+        "calls": {"type": "integer"},
+        "errors": {"type": "integer"},
+        "error_rate": {"type": "number"},
+        "ewma_ms": _NUMBER_OR_NULL,
+        "p50_ms": _NUMBER_OR_NULL,
+        "p99_ms": _NUMBER_OR_NULL,
+        "calls_total": {"type": "integer"},
+        "errors_total": {"type": "integer"},
+        "rpm": {"type": "number"},
+        "rate_limit_skips": {"type": "integer"},
+    },
+}
+
 
 def _errors(*codes: int) -> dict[str, Any]:
     return {
@@ -187,6 +222,22 @@ def document() -> dict[str, Any]:
                         for n in ("tenant", "provider", "since", "until", "cursor", "limit")
                     ],
                     "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 403)},
+                }
+            },
+            "/admin/providers": {
+                "get": {
+                    "summary": "health per (provider, model): latency, errors, in flight, rpm",
+                    "security": _ADMIN,
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"providers": {"type": "array", "items": _HEALTH}},
+                                "required": ["providers"],
+                            }
+                        ),
+                        **_errors(401, 403),
+                    },
                 }
             },
             "/healthz": {

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+STRATEGIES = ("priority", "round_robin", "weighted", "least_latency", "least_busy", "hash")
 
 
 @pytest.mark.parametrize(
@@ -18,6 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
     [
         ("client_overhead.py", ["bare_sdk_us", "resilient_client_us", "ratio_vs_bare_sdk"]),
         ("audit.py", ["emit_us", "postgres_events_per_s", "sqlite_events_per_s"]),
+        (
+            "groups.py",
+            [*(f"group_select_us_{s}" for s in STRATEGIES), "group_select_us_max"],
+        ),
         (
             "gateway.py",
             ["added_latency_p50_ms", "added_latency_p99_ms", "middleware_throughput_ratio"],

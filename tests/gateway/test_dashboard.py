@@ -12,6 +12,7 @@ from playwright.async_api import async_playwright
 from app.main import create_app
 from resilience.chaos import ChaosUpstream
 from resilience.serving import serve_asgi
+from tests.client.conftest import CHAT
 from tests.gateway.conftest import ADMIN, settings_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -43,8 +44,10 @@ async def test_dashboard_renders_the_grid_and_reset_works(chromium: str, tmp_pat
         app = create_app(settings_for(upstream, tmp_path))
         async with serve_asgi(app, lifespan="on") as root:
             registry = app.state.gateway.client.registry
-            registry.force_open("acme", "primary", actor="test")
             registry.get("globex", "claude")
+            gateway_client = app.state.gateway.client
+            await gateway_client.complete(CHAT, route="chat", tenant="acme")
+            registry.force_open("acme", "primary", actor="test")
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=chromium, args=FLAGS)
                 page = await browser.new_page()
@@ -57,6 +60,9 @@ async def test_dashboard_renders_the_grid_and_reset_works(chromium: str, tmp_pat
                     'td[data-tenant="globex"][data-provider="claude"] .state.closed'
                 )
                 await closed.wait_for(timeout=10_000)
+                health = page.locator('#health tbody tr[data-provider="primary"]')
+                await health.wait_for(timeout=10_000)
+                assert "gpt-4.1" in await health.inner_text()
                 headers = await page.locator("#grid thead th").all_inner_texts()
                 assert headers[0] == "tenant" and {"claude", "primary"} <= set(headers)
                 await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)

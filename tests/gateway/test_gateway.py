@@ -184,6 +184,7 @@ async def test_admin_routes_need_a_token(running: Running) -> None:
         ("POST", "/admin/circuits/acme/primary/open"),
         ("GET", "/admin/events"),
         ("GET", "/admin/summary?since=2026-01-01T00:00:00Z&until=2026-12-31T00:00:00Z"),
+        ("GET", "/admin/providers"),
     ]
     for method, path in paths:
         for headers in ({}, {"authorization": "Bearer wrong"}):
@@ -200,6 +201,7 @@ async def test_tenant_limited_token_sees_and_changes_only_its_tenant(running: Ru
         ("POST", "/admin/circuits/*/primary/open"),
         ("GET", "/admin/events?tenant=globex"),
         ("GET", "/admin/summary?since=2026-01-01T00:00:00Z&until=2026-12-31T00:00:00Z"),
+        ("GET", "/admin/providers"),
     ]:
         response = await running.http.request(method, path, headers=limited)
         assert response.status_code == 403, (method, path)
@@ -287,6 +289,43 @@ async def test_metrics_parse_and_count_requests_breakers_and_audit(running: Runn
     assert ("primary", "open") in states
     assert "resilience_audit_queued" in families
     assert "resilience_upstream_latency_seconds" in families
+
+
+async def test_admin_providers_reports_health_per_provider_and_model(running: Running) -> None:
+    running.chaos.add_fault(Fault(status=503), upstream="primary", times=1)
+    for _ in range(3):
+        await openai_client(running).chat.completions.create(model="chat", messages=OPENAI_MESSAGES)
+    response = await running.http.get("/admin/providers", headers=running.admin())
+    assert response.status_code == 200
+    rows = {(r["provider"], r["model"]): r for r in response.json()["providers"]}
+    primary = rows[("primary", "gpt-4.1")]
+    # 3 requests, 2 attempts allowed each: the first failed once then retried on primary.
+    assert (primary["calls_total"], primary["errors_total"], primary["in_flight"]) == (4, 1, 0)
+    assert primary["error_rate"] == 0.25
+    assert primary["p50_ms"] > 0 and primary["p99_ms"] >= primary["p50_ms"]
+    assert (primary["rpm"], primary["rate_limit_skips"]) == (0.0, 0)
+    assert ("claude", "claude-sonnet-4-6") not in rows  # never called
+
+
+async def test_metrics_expose_health_and_rate_limit_skips(running: Running) -> None:
+    await openai_client(running).chat.completions.create(model="chat", messages=OPENAI_MESSAGES)
+    text = (await running.http.get("/metrics")).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    in_flight = families["resilience_upstream_in_flight"].samples
+    assert [(s.labels["provider"], s.labels["model"], s.value) for s in in_flight] == [
+        ("primary", "gpt-4.1", 0.0)
+    ]
+    quantiles = {
+        s.labels["quantile"] for s in families["resilience_upstream_latency_recent_seconds"].samples
+    }
+    assert quantiles == {"0.5", "0.99", "ewma"}
+    assert families["resilience_upstream_error_rate"].samples[0].value == 0.0
+    skips = {
+        s.labels["provider"]: s.value
+        for s in families["resilience_rate_limit_skips"].samples
+        if s.name.endswith("_total")
+    }
+    assert skips == {"primary": 0.0, "claude": 0.0}
 
 
 async def test_openapi_document_lists_every_route(running: Running) -> None:
