@@ -14,12 +14,13 @@ from resilience.exceptions import (
     ResilienceError,
     UnknownRouteError,
 )
+from resilience.health import HealthBoard, HealthSnapshot
 from resilience.models import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, Message
 from resilience.outcomes import OutcomeStatus, Result, TargetOutcome
 from resilience.policies import BreakerPolicy, RetryPolicy
 from resilience.registry import BreakerRegistry
 from resilience.resolvers import ApiKeyResolver, HeaderResolver
-from resilience.routes import Route, Target
+from resilience.routes import Group, Route, Strategy, Target
 from resilience.streaming import ResilientStream
 from resilience.tenancy import TenantMiddleware, current_tenant, tenant_scope
 
@@ -42,7 +43,10 @@ __all__ = [
     "Deadline",
     "EmbeddingRequest",
     "ErrorKind",
+    "Group",
     "HeaderResolver",
+    "HealthBoard",
+    "HealthSnapshot",
     "Message",
     "NoTenantError",
     "OutcomeStatus",
@@ -54,6 +58,7 @@ __all__ = [
     "Result",
     "RetryPolicy",
     "Route",
+    "Strategy",
     "Target",
     "TargetOutcome",
     "TenantMiddleware",

@@ -9,20 +9,13 @@ from collections.abc import Sequence
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from resilience.config import ConfigError, load_config
+    from resilience.config import check_config
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+    ok, report = check_config(args.config)
+    if not ok:
+        print(f"config error: {report}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"config error: cannot read {args.config}: {exc.strerror}", file=sys.stderr)
-        return 1
-    print(
-        f"ok: {len(config.providers)} providers, {len(config.routes)} routes, "
-        f"{len(config.tenants)} tenants, {len(config.admin_tokens)} admin tokens"
-    )
+    print(report)
     return 0
 
 

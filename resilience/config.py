@@ -65,6 +65,7 @@ from resilience.config_schema import (
     async_database_url,
 )
 from resilience.policies import BreakerPolicy, RetryPolicy
+from resilience.routes import Group
 
 __all__ = [
     "AdminToken",
@@ -132,9 +133,17 @@ def check_config(
     except OSError as exc:
         shown = os.fspath(path) if path is not None else environ.get("RESILIENCE_CONFIG", "")
         return False, f"{shown}: cannot read the file ({exc.strerror or exc})"
+    groups = sum(
+        isinstance(step, Group)
+        for route in [
+            *config.routes.values(),
+            *(r for t in config.tenants.values() for r in t.routes.values()),
+        ]
+        for step in route.targets
+    )
     counts = [
         _count(len(config.providers), "provider"),
-        _count(len(config.routes), "route"),
+        _count(len(config.routes), "route") + (f" ({_count(groups, 'group')})" if groups else ""),
         _count(len(config.tenants), "tenant"),
         _count(len(config.admin_tokens), "admin token"),
     ]

@@ -680,7 +680,7 @@ def test_rpm_for_providers_and_for_a_tenant_per_provider() -> None:
 def test_check_config_summarises_a_valid_file() -> None:
     assert check_config(EXAMPLE, environ=ENV) == (
         True,
-        "ok: 4 providers, 3 routes, 2 tenants, 2 admin tokens",
+        "ok: 4 providers, 3 routes (1 group), 2 tenants, 2 admin tokens",
     )
 
 

@@ -185,7 +185,7 @@ def test_check_config_command_reports_ok_or_the_key(
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     assert cli(["check-config", str(EXAMPLE)]) == 0
-    assert "ok: 4 providers, 3 routes, 2 tenants" in capsys.readouterr().out
+    assert "ok: 4 providers, 3 routes (1 group), 2 tenants" in capsys.readouterr().out
     bad = tmp_path / "bad.toml"
     bad.write_text('[providers.a]\nkind = "openai"\n[routes.chat]\ntargets = ["opnai:x"]\n')
     assert cli(["check-config", str(bad)]) == 1
