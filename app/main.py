@@ -10,6 +10,7 @@ calls carry their own tokens).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from resilience.client import ResilientClient
 from resilience.events import AuditSink
 from resilience.resolvers import ApiKeyResolver, HeaderResolver
 from resilience.tenancy import TenantMiddleware
+
+logger = logging.getLogger("resilience.gateway")
 
 
 class Gateway:
@@ -74,6 +77,15 @@ class Gateway:
             yield
         finally:
             await self.sink.aclose()
+            stats = self.sink.stats
+            logger.info(
+                "shutdown: audit events received %d, written %d, spooled %d (replayed at the "
+                "next start), spool replayed %d",
+                stats.received,
+                stats.written,
+                stats.spooled,
+                stats.replayed,
+            )
             await self._client.aclose()
             await self._engine.dispose()
 

@@ -8,6 +8,7 @@ tenants are too many for a time series each.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -102,11 +103,16 @@ class _Live(Collector):
                 for state in BreakerState:
                     states.add_metric([provider, str(state)], counts.get((provider, str(state)), 0))
         yield states
+        tasks = GaugeMetricFamily(
+            "resilience_event_loop_tasks", "asyncio tasks alive in the gateway's event loop."
+        )
+        tasks.add_metric([], len(asyncio.all_tasks()))
+        yield tasks
         if client is not None:
             yield from _health(client)
         sink = self._sink()
         if sink is not None:
-            for name in ("queued", "written", "spooled", "replayed", "failed_batches"):
+            for name in ("received", "queued", "written", "spooled", "replayed", "failed_batches"):
                 family = CounterMetricFamily(
                     f"resilience_audit_{name}", f"Audit sink events {name.replace('_', ' ')}."
                 )

@@ -22,7 +22,7 @@ def _check_config(args: argparse.Namespace) -> int:
 def _chaos(args: argparse.Namespace) -> int:
     from resilience.chaos.server import run
 
-    run(host=args.host, port=args.port)
+    run(host=args.host, port=args.port, seed=args.seed)
     return 0
 
 
@@ -36,15 +36,24 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import logging
     import os
 
     import uvicorn
 
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     if args.config:
         os.environ["RESILIENCE_CONFIG"] = args.config
     from app.main import create_app
 
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        create_app(),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        timeout_graceful_shutdown=args.grace_s,
+        timeout_keep_alive=args.keep_alive_s,
+    )
     return 0
 
 
@@ -68,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", default=None, help="TOML config (default: $RESILIENCE_CONFIG)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--grace-s",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, how long requests under way may take to finish (default 30)",
+    )
+    serve.add_argument(
+        "--keep-alive-s",
+        type=int,
+        default=75,
+        help="idle keep-alive connections are closed after this long (default 75: longer "
+        "than clients' and load balancers' own idle timeouts, so the server never closes a "
+        "connection a client is about to reuse)",
+    )
     serve.set_defaults(run=_serve)
 
     check = commands.add_parser("check-config", help="validate a TOML config and exit")
@@ -77,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     chaos = commands.add_parser("chaos", help="serve the fake Anthropic/OpenAI upstream")
     chaos.add_argument("--host", default="127.0.0.1")
     chaos.add_argument("--port", type=int, default=8900)
+    chaos.add_argument("--seed", type=int, default=None, help="seed for probability faults")
     chaos.set_defaults(run=_chaos)
 
     demo = commands.add_parser("demo", help="an outage routed around, on the chaos upstream")

@@ -40,6 +40,9 @@ logger = logging.getLogger("resilience.audit")
 
 @dataclass(slots=True)
 class SinkStats:
+    received: int = 0
+    """Every event handed to `emit`: each ends up written, spooled, or (only if the spool
+    itself failed) counted as a failure and logged."""
     queued: int = 0
     written: int = 0
     spooled: int = 0
@@ -92,6 +95,7 @@ class DatabaseSink:
 
     def emit(self, event: BreakerTransition) -> None:
         """Queue one transition (rows are built by the writer); never awaits, never raises."""
+        self.stats.received += 1
         try:
             if self._task is None or self._closing or self._task.done():
                 self.stats.spooled += self.spool.append([to_row(event)])

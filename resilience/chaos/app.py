@@ -67,10 +67,17 @@ class ChaosUpstream:
         clock: stamps each `Hit.at`.
         sleep: waits out `Fault.latency_s` and `Fault.chunk_delay_s`; pass a recording
             fake to keep tests instant.
+        seed: seeds the draws of faults added with a `probability`, for repeatable runs.
     """
 
-    def __init__(self, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
-        self._script = Script(clock)
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        seed: int | None = None,
+    ) -> None:
+        self._script = Script(clock, seed=seed)
         self._sleep = sleep
         self._app = _ChaosApp(
             routes=[
@@ -98,6 +105,7 @@ class ChaosUpstream:
         api_key: str | None = None,
         api: Api | None = None,
         times: int | None = None,
+        probability: float | None = None,
     ) -> int:
         """Apply `fault` to matching requests; returns the id for `remove_fault`.
 
@@ -106,11 +114,20 @@ class ChaosUpstream:
                 ahead of a broader fault).
             upstream, model, api_key, api: what a request must match; None matches anything.
             times: how many matching requests this applies to; None means forever.
+            probability: apply to this share of matching requests, drawn per request from
+                the upstream's seeded generator (`ChaosUpstream(seed=...)`); a request not
+                drawn goes on to the later rules. None: every matching request.
 
         The first live match in insertion order decides a request's fault.
         """
         return self._script.add(
-            fault, upstream=upstream, model=model, api_key=api_key, api=api, times=times
+            fault,
+            upstream=upstream,
+            model=model,
+            api_key=api_key,
+            api=api,
+            times=times,
+            probability=probability,
         )
 
     def sequence(
@@ -244,7 +261,9 @@ class ChaosUpstream:
             return JSONResponse({"ok": True})
         try:
             data = await _json_object(request)
-            rule_id = self.add_fault(_fault_of(data.get("fault")), **_match_of(data, "times"))
+            rule_id = self.add_fault(
+                _fault_of(data.get("fault")), **_match_of(data, "times", "probability")
+            )
         except (ValueError, TypeError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"id": rule_id})

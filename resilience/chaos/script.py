@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
@@ -138,6 +139,8 @@ class Rule:
     api_key: str | None
     api: Api | None
     remaining: int | None
+    probability: float | None = None
+    """Applies to this share of matching requests (drawn per request); None: every one."""
 
     def matches(self, upstream: str, api: Api, model: str | None, api_key: str | None) -> bool:
         return (
@@ -157,14 +160,16 @@ class Rule:
             "api_key": self.api_key,
             "api": self.api,
             "remaining": self.remaining,
+            "probability": self.probability,
         }
 
 
 class Script:
     """Rules in insertion order; the first live match decides a request's fault."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], *, seed: int | None = None) -> None:
         self.clock = clock
+        self.rng = random.Random(seed)
         self._ids = itertools.count(1)
         self.rules: list[Rule] = []
         self.hits: list[Hit] = []
@@ -178,6 +183,7 @@ class Script:
         api_key: str | None = None,
         api: Api | None = None,
         times: int | None = None,
+        probability: float | None = None,
     ) -> int:
         if fault is not None and not isinstance(fault, Fault):
             raise ValueError(f"fault: must be a Fault or None, got {fault!r}")
@@ -188,7 +194,15 @@ class Script:
         for name, value in (("upstream", upstream), ("model", model), ("api_key", api_key)):
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name}: must be a string or None, got {value!r}")
-        rule = Rule(next(self._ids), fault, upstream, model, api_key, api, times)
+        if probability is not None and (
+            isinstance(probability, bool)
+            or not isinstance(probability, int | float)
+            or not 0.0 < probability <= 1.0
+        ):
+            raise ValueError(
+                f"probability: must be a number in (0, 1] or None, got {probability!r}"
+            )
+        rule = Rule(next(self._ids), fault, upstream, model, api_key, api, times, probability)
         self.rules.append(rule)
         return rule.id
 
@@ -205,6 +219,8 @@ class Script:
         fault = None
         for rule in self.rules:
             if rule.matches(upstream, api, model, api_key):
+                if rule.probability is not None and self.rng.random() >= rule.probability:
+                    continue  # not this time: later rules may still apply
                 if rule.remaining is not None:
                     rule.remaining -= 1
                 fault = rule.fault

@@ -1,0 +1,95 @@
+"""Servers a test starts and stops itself: a PostgreSQL cluster on a free loopback port."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+
+class PostgresServer:
+    """initdb + pg_ctl on a free loopback port, as the `postgres` OS user when run as root."""
+
+    def __init__(self, root: Path) -> None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not found:
+            message = "no PostgreSQL server binaries (pg_ctl) on this machine"
+            if os.environ.get("CI") == "true":
+                pytest.fail(message)
+            pytest.skip(message)
+        self.bin = Path(found[-1]).parent
+        self.root = root
+        self.data = root / "data"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(root, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            [*self.as_user, str(self.bin / tool), *args],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """A started cluster of the caller's own, removed afterwards."""
+    # not under pytest's tmp dir: that one is private to root, and the server runs as postgres
+    root = Path(tempfile.mkdtemp(prefix="resilience-pg-"))
+    os.chmod(root, 0o755)
+    try:
+        pg = PostgresServer(root)
+        pg.start()
+        try:
+            yield pg
+        finally:
+            subprocess.run(
+                [
+                    *pg.as_user,
+                    str(pg.bin / "pg_ctl"),
+                    "-D",
+                    str(pg.data),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ],
+                capture_output=True,
+                check=False,
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
