@@ -21,6 +21,8 @@ EXACT = {"half_open_upstream_calls": 1.0, "events_per_trip": 1.0}
         ("client_overhead.py", ["bare_sdk_us", "resilient_client_us", "ratio_vs_bare_sdk"]),
         ("breaker.py", ["breaker_us_per_call", "breaker_us_per_call_1_key", "ratio_vs_pybreaker"]),
         ("concurrency.py", ["half_open_upstream_calls", "events_per_trip"]),
+        ("outage_scale.py", ["scale_wasted_calls_provider_wide", "scale_recovery_s_provider_wide"]),
+        ("retry_storm.py", ["retry_storm_calls_per_request_budget"]),
         ("audit.py", ["emit_us", "postgres_events_per_s", "sqlite_events_per_s"]),
         (
             "gateway.py",
