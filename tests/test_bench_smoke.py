@@ -23,6 +23,10 @@ EXACT = {"half_open_upstream_calls": 1.0, "events_per_trip": 1.0}
         ("concurrency.py", ["half_open_upstream_calls", "events_per_trip"]),
         ("outage_scale.py", ["scale_wasted_calls_provider_wide", "scale_recovery_s_provider_wide"]),
         ("retry_storm.py", ["retry_storm_calls_per_request_budget"]),
+        (
+            "vs_litellm.py",
+            ["ours_overhead_ratio", "litellm_overhead_ratio", "outage_wasted_calls_ours"],
+        ),
         ("audit.py", ["emit_us", "postgres_events_per_s", "sqlite_events_per_s"]),
         (
             "gateway.py",
