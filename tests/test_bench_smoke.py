@@ -63,3 +63,18 @@ def _figures(stdout: str) -> dict[str, float]:
     assert block, stdout[-2000:]
     assert all(re.fullmatch(r"[a-z0-9_]+: -?[0-9.]+", line) for line in block), block
     return {name: float(value) for name, value in (line.split(": ") for line in reversed(block))}
+
+
+def test_report_gives_median_with_range_and_goal_verdicts() -> None:
+    from bench._report import Command, Goal, render
+
+    command = Command("x.py", "X", runs=[{"a_ms": 3.0}, {"a_ms": 1.0}, {"a_ms": 2.0}])
+    goals = [
+        Goal("a", "a_ms", lambda v: v <= 2, "≤ 2"),
+        Goal("b", "b_ms", lambda v: v <= 2, "≤ 2"),
+    ]
+    text = render([command], goals, started="now", minutes=1.0, load=("0", "0"), notes="N")
+    assert "| `a_ms` | 2 (1 to 3) |" in text
+    assert "| a | `a_ms` | 2 (1 to 3) | ≤ 2 | met |" in text
+    assert "| b | `b_ms` | not measured | ≤ 2 |  |" in text
+    assert text.rstrip().endswith("N")
