@@ -21,7 +21,12 @@ def ensure_bench_venv() -> None:
         return
     inputs = b"".join(
         (ROOT / name).read_bytes()
-        for name in ("pyproject.toml", "constraints.txt", "bench/requirements.txt")
+        for name in (
+            "pyproject.toml",
+            "constraints.txt",
+            "bench/requirements.txt",
+            "bench/requirements-nodeps.txt",
+        )
     )
     stamp = VENV / f".installed-{hashlib.sha256(inputs).hexdigest()[:16]}"
     python = VENV / "bin" / "python"
@@ -32,7 +37,10 @@ def ensure_bench_venv() -> None:
         pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
         subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "-e", str(ROOT)], check=True)
-        subprocess.run([*pip, "-r", str(ROOT / "bench" / "requirements.txt")], check=True)
+        pins = ["-c", str(ROOT / "constraints.txt")]  # competitors must not move our pins
+        subprocess.run([*pip, *pins, "-r", str(ROOT / "bench" / "requirements.txt")], check=True)
+        nodeps = ROOT / "bench" / "requirements-nodeps.txt"
+        subprocess.run([*pip, "--no-deps", "-r", str(nodeps)], check=True)
         for old in VENV.glob(".installed-*"):
             old.unlink()
         stamp.touch()
