@@ -121,6 +121,8 @@ class CircuitBreaker:
         "_ring_calls",
         "_ring_fails",
         "_state",
+        "_streak",
+        "_streak_tenants",
         "_wall_clock",
         "late_results",
         "policy",
@@ -161,6 +163,9 @@ class CircuitBreaker:
         self._bucket_end = (self._bucket + 1) * self._bucket_w
         self._ring_calls = [0] * _BUCKETS
         self._ring_fails = [0] * _BUCKETS
+        self._streak = 0
+        """On a provider-wide gate: provider-scoped failures in a row, over all tenants."""
+        self._streak_tenants: set[TenantId] | None = None
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -173,6 +178,9 @@ class CircuitBreaker:
         return self._acquire_slow()
 
     def record_success(self, permit: Permit) -> None:
+        gate = self._gate
+        if gate is not None and gate._streak:
+            gate._streak = 0  # the provider answered someone: not a provider-wide outage
         if permit is self._permit:
             now = self._clock()
             if now >= self._bucket_end:
@@ -286,6 +294,25 @@ class CircuitBreaker:
             detail=detail,
             cooldown_s=duration_s,
         )
+
+    def _extend_streak(self, tenant: TenantId, now: float) -> None:
+        """On a gate: one more provider-scoped failure in a row; open when the streak is long
+        and spread over enough tenants (`BreakerPolicy.provider_wide_streak`)."""
+        if self._streak == 0 or self._streak_tenants is None:
+            self._streak_tenants = set()
+        self._streak += 1
+        self._streak_tenants.add(tenant)
+        policy = self.policy
+        if (
+            policy.provider_wide_streak
+            and policy.provider_wide_min_tenants
+            and self._streak >= policy.provider_wide_streak
+            and len(self._streak_tenants) >= policy.provider_wide_min_tenants
+            and self._state is _CLOSED
+        ):
+            tenants = sorted(self._streak_tenants)
+            self._streak = 0
+            self.open_provider_wide(now, tenants)
 
     def open_provider_wide(self, now: float, tenants: list[TenantId]) -> bool:
         """Open this provider-wide gate: enough tenants lost the provider at once."""
@@ -401,6 +428,9 @@ class CircuitBreaker:
             self._roll(now)
         self._calls += 1
         self._fails += 1
+        gate = self._gate
+        if gate is not None and kind.policy.scope is Scope.PROVIDER:
+            gate._extend_streak(self.tenant, now)
         if kind is ErrorKind.RATE_LIMITED:
             cooldown = self._retry_after_cooldown(retry_after_s)
             self._open(TransitionReason.RETRY_AFTER, now, kind, cooldown)

@@ -32,11 +32,16 @@ class BreakerPolicy:
     half_open_max_calls: int = 1
     probe_timeout_s: float = 120.0
     provider_wide_min_tenants: int = 3
+    provider_wide_streak: int = 10
+    """This many provider-scoped failures in a row for a provider, over all its tenants (at
+    least `provider_wide_min_tenants` of them) and with no success in between, open the
+    provider-wide gate at once; 0 turns this rule off (the gate then opens only when
+    `provider_wide_min_tenants` tenants' breakers have opened)."""
 
     def __post_init__(self) -> None:
         _check_positive(self, "failure_threshold", "window_s", "cooldown_s", "max_cooldown_s")
         _check_positive(self, "half_open_max_calls", "probe_timeout_s")
-        _check_positive(self, "provider_wide_min_tenants", allow_zero=True)
+        _check_positive(self, "provider_wide_min_tenants", "provider_wide_streak", allow_zero=True)
         if not 0.0 < self.failure_rate <= 1.0:
             raise ValueError(f"failure_rate: must be in (0, 1], got {self.failure_rate!r}")
         if self.max_cooldown_s < self.cooldown_s:

@@ -459,12 +459,50 @@ def test_tenant_scoped_failures_never_open_provider_wide(
 
 
 def test_provider_wide_counts_only_tenants_within_the_window(clock: FakeClock) -> None:
-    reg = make(clock, provider_wide_min_tenants=3)
+    reg = make(clock, provider_wide_min_tenants=3, provider_wide_streak=0)
     open_breaker(reg, tenant="t1")
     open_breaker(reg, tenant="t2")
     clock.advance(61.0)
     open_breaker(reg, tenant="t3")
     succeed(reg, tenant="t9")
+
+
+def test_a_streak_of_provider_failures_over_enough_tenants_opens_the_gate_at_once(
+    clock: FakeClock, sink: MemorySink
+) -> None:
+    reg = make(clock, sink, failure_threshold=50, provider_wide_streak=10)
+    for i in range(9):  # nine failures in a row, over three tenants: not yet
+        fail(reg, tenant=f"t{i % 3}")
+    succeed(reg, tenant="t9")
+    fail(reg, tenant="t1")  # the streak ends at each success: counting starts again
+    for i in range(8):
+        fail(reg, tenant=f"t{i % 3}")
+    succeed(reg, tenant="t8")
+    assert all(e.tenant_id != "*" for e in sink.events)
+    for i in range(10):
+        fail(reg, tenant=f"t{i % 3}")
+    with pytest.raises(CircuitOpenError) as info:
+        reg.acquire("t9", "openai")
+    assert info.value.provider_wide
+    gate_events = [e for e in sink.events if e.tenant_id == "*"]
+    assert [(e.to_state, e.reason) for e in gate_events] == [(OPEN, "provider_wide")]
+    assert gate_events[0].detail["tenants"] == ["t0", "t1", "t2"]
+    assert all(reg.get(f"t{i}", "openai").state is CLOSED for i in range(3))
+
+
+def test_a_streak_from_too_few_tenants_or_of_tenant_errors_does_not_open_the_gate(
+    clock: FakeClock, sink: MemorySink
+) -> None:
+    reg = make(clock, sink, failure_threshold=50, provider_wide_streak=10)
+    for i in range(30):
+        fail(reg, tenant=f"t{i % 2}")  # two tenants only: could be their own requests
+    for i in range(30):
+        fail(reg, tenant=f"u{i % 5}", kind=ErrorKind.AUTH)  # keys, not the provider
+    assert all(e.tenant_id != "*" for e in sink.events)
+    off = make(clock, sink, failure_threshold=50, provider_wide_streak=0)
+    for i in range(30):
+        fail(off, tenant=f"t{i % 5}")
+    assert all(e.tenant_id != "*" for e in sink.events)
 
 
 def test_provider_wide_zero_disables(clock: FakeClock) -> None:
