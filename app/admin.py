@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from resilience.audit.queries import BadCursor, list_events, provider_summary
+from resilience.audit.queries import MAX_PAGE, BadCursor, list_events, provider_summary
 from resilience.breaker import BreakerSnapshot
 from resilience.client import ResilientClient
 from resilience.config import AdminToken
+from resilience.config_checks import NAME as PROVIDER_NAME
 from resilience.events import BreakerState
 from resilience.resolvers import TENANT_ID, DigestMatcher
 from resilience.types import PROVIDER_WIDE
@@ -85,9 +86,20 @@ class AdminEndpoints:
         return tenant, provider
 
     def _scope(self, request: Request) -> str | Response | None:
-        """The tenant a listing covers: `?tenant=`, else the token's own tenant, else all."""
+        """The tenant a listing covers: `?tenant=`, else the token's own tenant, else all.
+        A filter that could match nothing (empty, malformed) is refused, not ignored."""
         token = self._token(request)
-        tenant = request.query_params.get("tenant") or (token.tenant if token else None)
+        params = request.query_params
+        asked, provider = params.get("tenant"), params.get("provider")
+        invalid = None
+        if asked is not None and asked != PROVIDER_WIDE and not TENANT_ID.fullmatch(asked):
+            invalid = "tenant"
+        elif provider is not None and not PROVIDER_NAME.fullmatch(provider):
+            invalid = "provider"
+        if invalid is not None:  # only a valid token learns that its filter is malformed
+            auth = self._authorize(request, token.tenant if token else None)
+            return auth if isinstance(auth, Response) else _invalid_filter(invalid)
+        tenant = asked or (token.tenant if token else None)
         auth = self._authorize(request, tenant)
         return auth if isinstance(auth, Response) else tenant
 
@@ -167,6 +179,8 @@ class AdminEndpoints:
             since = _time(params.get("since"), "since")
             until = _time(params.get("until"), "until")
             limit = int(params.get("limit", "100"))
+            if not 1 <= limit <= MAX_PAGE:
+                raise ValueError(f"limit: must be 1 to {MAX_PAGE}")
         except ValueError as exc:
             return _error(400, str(exc), "invalid_query")
         try:
@@ -220,6 +234,10 @@ class AdminEndpoints:
         async with self._engine().connect() as conn:
             rows = await provider_summary(conn, since=since, until=until)
         return JSONResponse({"providers": [dataclasses.asdict(r) for r in rows]})
+
+
+def _invalid_filter(name: str) -> Response:
+    return _error(400, f"{name}: not a valid {name} name", "invalid_query")
 
 
 def _time(value: str | None, name: str) -> datetime | None:

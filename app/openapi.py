@@ -112,10 +112,22 @@ def _model_endpoint(summary: str, body: dict[str, Any], streams: bool) -> dict[s
     }
 
 
+_TENANT = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+_PROVIDER = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+_TENANT_OR_ALL = {"type": "string", "pattern": "^([*]|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$"}
+"""A tenant id, or `*` for the provider-wide breaker."""
 _PAIR = [
-    {"name": "tenant", "in": "path", "required": True, "schema": {"type": "string"}},
-    {"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}},
+    {"name": "tenant", "in": "path", "required": True, "schema": _TENANT_OR_ALL},
+    {"name": "provider", "in": "path", "required": True, "schema": _PROVIDER},
 ]
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+_STATES = {"enum": ["closed", "open", "half_open", "forced_open"]}
+_TIME = {"type": "string", "format": "date-time"}
 _ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 
 
@@ -124,8 +136,12 @@ def document() -> dict[str, Any]:
         "type": "object",
         "required": ["model", "messages"],
         "properties": {
-            "model": {"type": "string", "description": "a route name or provider:model"},
-            "messages": {"type": "array", "items": _MESSAGE},
+            "model": {
+                "type": "string",
+                "minLength": 1,
+                "description": "a route name or provider:model",
+            },
+            "messages": {"type": "array", "items": _MESSAGE, "minItems": 1},
             "stream": {"type": "boolean"},
             "max_tokens": {"type": "integer", "minimum": 1},
             "temperature": {"type": "number"},
@@ -139,7 +155,7 @@ def document() -> dict[str, Any]:
         "type": "object",
         "required": ["model", "input"],
         "properties": {
-            "model": {"type": "string"},
+            "model": {"type": "string", "minLength": 1},
             "input": {
                 "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
             },
@@ -173,8 +189,9 @@ def document() -> dict[str, Any]:
                     "summary": "list breakers",
                     "security": _ADMIN,
                     "parameters": [
-                        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                        for n in ("tenant", "provider", "state")
+                        _query("tenant", _TENANT_OR_ALL),
+                        _query("provider", _PROVIDER),
+                        _query("state", _STATES),
                     ],
                     "responses": {
                         "200": _json(
@@ -218,8 +235,12 @@ def document() -> dict[str, Any]:
                     "summary": "audit events, newest first, cursor paging",
                     "security": _ADMIN,
                     "parameters": [
-                        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                        for n in ("tenant", "provider", "since", "until", "cursor", "limit")
+                        _query("tenant", _TENANT_OR_ALL),
+                        _query("provider", _PROVIDER),
+                        _query("since", _TIME),
+                        _query("until", _TIME),
+                        _query("cursor", {"type": "string", "description": "opaque, from a page"}),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
                     ],
                     "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 403)},
                 }
