@@ -178,6 +178,7 @@ async def test_faults_scripted_over_http_apply_and_are_listed_and_removed(
             "api_key": None,
             "api": None,
             "remaining": 2,
+            "probability": None,
         }
     ]
     assert await chat_status(inproc) == 503
@@ -298,3 +299,29 @@ async def test_leaving_serve_cuts_requests_still_in_flight_and_leaves_no_task(
         # loosely: not the 3 s uvicorn grants a connection that never finishes
         assert asyncio.get_running_loop().time() - started < 2.5
     assert asyncio.all_tasks() == baseline
+
+
+def test_a_probability_rule_applies_to_that_share_and_lets_the_rest_through() -> None:
+    from resilience.chaos.script import Script
+
+    script = Script(lambda: 0.0, seed=11)
+    script.add(Fault(status=503), probability=0.3)
+    script.add(Fault(status=500), probability=0.5)  # sees only what the first let through
+    taken = [script.take("u", "chat", "m", None, False) for _ in range(2000)]
+    first = sum(1 for f in taken if f is not None and f.status == 503)
+    second = sum(1 for f in taken if f is not None and f.status == 500)
+    # binomial(2000, 0.3) and (2000, 0.35): 4.5 standard deviations either way
+    assert abs(first - 600) <= 4.5 * (2000 * 0.3 * 0.7) ** 0.5
+    assert abs(second - 700) <= 4.5 * (2000 * 0.35 * 0.65) ** 0.5
+    again = Script(lambda: 0.0, seed=11)
+    again.add(Fault(status=503), probability=0.3)
+    again.add(Fault(status=500), probability=0.5)
+    assert [again.take("u", "chat", "m", None, False) for _ in range(2000)] == taken  # seeded
+
+
+@pytest.mark.parametrize("probability", [0, -0.1, 1.5, True, "0.3"])
+def test_a_probability_outside_0_to_1_is_refused(probability: object) -> None:
+    from resilience.chaos.script import Script
+
+    with pytest.raises(ValueError, match="probability: must be a number in"):
+        Script(lambda: 0.0).add(Fault(status=503), probability=probability)  # type: ignore[arg-type]
