@@ -298,21 +298,23 @@ class CircuitBreaker:
     def _extend_streak(self, tenant: TenantId, now: float) -> None:
         """On a gate: one more provider-scoped failure in a row; open when the streak is long
         and spread over enough tenants (`BreakerPolicy.provider_wide_streak`)."""
-        if self._streak == 0 or self._streak_tenants is None:
-            self._streak_tenants = set()
+        tenants = self._streak_tenants
+        if tenants is None:
+            tenants = self._streak_tenants = set()
+        elif self._streak == 0:
+            tenants.clear()  # a success ended the last streak
         self._streak += 1
-        self._streak_tenants.add(tenant)
+        tenants.add(tenant)
         policy = self.policy
         if (
             policy.provider_wide_streak
             and policy.provider_wide_min_tenants
             and self._streak >= policy.provider_wide_streak
-            and len(self._streak_tenants) >= policy.provider_wide_min_tenants
+            and len(tenants) >= policy.provider_wide_min_tenants
             and self._state is _CLOSED
         ):
-            tenants = sorted(self._streak_tenants)
             self._streak = 0
-            self.open_provider_wide(now, tenants)
+            self.open_provider_wide(now, sorted(tenants))
 
     def open_provider_wide(self, now: float, tenants: list[TenantId]) -> bool:
         """Open this provider-wide gate: enough tenants lost the provider at once."""

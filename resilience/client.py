@@ -412,7 +412,7 @@ class ResilientClient:
                 if tally is None:
                     tally = tallies[target] = _Tally(target)
                 if not self._within_rate(walk.tenant, target.provider, walk.policy):
-                    tally.rate_limited(self._token_wait_s(walk.tenant, target.provider, walk))
+                    tally.rate_limited(self._token_wait_s(target.provider, walk))
                     continue
                 breaker = self.registry.get(walk.tenant, target.provider)
                 tally.attempts += 1
@@ -573,9 +573,9 @@ class ResilientClient:
             return False
         return True
 
-    def _token_wait_s(self, tenant: TenantId, provider: ProviderName, walk: _Walk[T]) -> float:
+    def _token_wait_s(self, provider: ProviderName, walk: _Walk[T]) -> float:
         wait = self.registry.store.token_wait_s
-        own = wait((tenant, provider)) if walk.policy.rpm.get(provider) else 0.0
+        own = wait((walk.tenant, provider)) if walk.policy.rpm.get(provider) else 0.0
         shared = wait((PROVIDER_WIDE, provider)) if self.rpm.get(provider) else 0.0
         return max(own, shared)
 

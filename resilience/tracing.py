@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -71,24 +71,15 @@ class Tracing:
     ) -> contextlib.AbstractContextManager[Span | None]:
         """`with tracing.span(...) as span:`; `span` is None when tracing is off."""
         tracer = self.tracer()
-        if tracer is None:
+        if tracer is None or _otel is None:
             return _OFF
-        return _started(tracer, name, client=client, attributes=attributes)
+        kind = _otel.SpanKind.CLIENT if client else _otel.SpanKind.INTERNAL
+        return tracer.start_as_current_span(
+            name, kind=kind, attributes=dict(attributes), record_exception=False
+        )
 
 
 _OFF: contextlib.nullcontext[None] = contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _started(
-    tracer: Tracer, name: str, *, client: bool, attributes: Mapping[str, AttributeValue]
-) -> Iterator[Span]:
-    assert _otel is not None
-    kind = _otel.SpanKind.CLIENT if client else _otel.SpanKind.INTERNAL
-    with tracer.start_as_current_span(
-        name, kind=kind, attributes=dict(attributes), record_exception=False
-    ) as span:
-        yield span
 
 
 def set_error(span: Span | None, error_type: str, message: str = "") -> None:
