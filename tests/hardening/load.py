@@ -35,7 +35,7 @@ import httpx
 
 from resilience.chaos import Fault
 from resilience.resolvers import hash_key
-from tests.servers import PostgresServer
+from tests.servers import PostgresServer, postgres_server
 
 FAULTS: dict[str, Fault] = {
     "status_500": Fault(status=500),
@@ -238,6 +238,10 @@ class Run:
     def python(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "resilience.cli", *args]
 
+    def chaos(self) -> Process:
+        args = self.python("chaos", "--port", str(self.chaos_port), "--seed", str(self.plan.seed))
+        return Process("chaos", args, self.env, self.workdir / "chaos.log")
+
     def gateway(self) -> Process:
         args = self.python("serve", "--port", str(self.gateway_port), "--grace-s", str(GRACE_S))
         return Process("gateway", args, self.env, self.gateway_log)
@@ -345,19 +349,12 @@ class _NoResponse(Exception):
 async def run_load(plan: LoadPlan, workdir: Path) -> LoadReport:
     """Run `plan`; the report says what the clients, the upstream and the gateway saw."""
     run = Run(plan, workdir)
-    chaos = Process(
-        "chaos",
-        run.python("chaos", "--port", str(run.chaos_port), "--seed", str(plan.seed)),
-        run.env,
-        workdir / "chaos.log",
-    )
+    chaos = run.chaos()
     await chaos.start()
     gateway = run.gateway()
     try:
         await run.wait_up(f"{run.upstream}/_chaos/faults")
         if plan.postgres:
-            from tests.servers import postgres_server
-
             with postgres_server() as pg:
                 run.pg = pg
                 run.env["DATABASE_URL"] = pg.url
@@ -378,16 +375,16 @@ async def _drive(run: Run, gateway: Process) -> LoadReport:
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as control:
         await run.script_faults(control)
         # Warm-up: the same load for a fifth of the run, then the baseline, once settled,
-        # so that connection pools and caches count in both the baseline and the end.
+        # so that caches count in both the baseline and the end.
         await _phase(run, limits, timeout, max(2.0, plan.duration_s / 5), events=False)
-        await asyncio.sleep(1.0)
+        await _quiesce(run, control)
         base = await run.metrics(control)
         report.tasks_base = int(base["resilience_event_loop_tasks"])
         report.rss_warm_kib, _, report.fds_base = proc_status(gateway.pid)
         await _phase(run, limits, timeout, plan.duration_s, events=True, gateway=gateway)
         if plan.sigterm_at_s is not None:
             await _restart_and_settle(run, gateway)
-        await asyncio.sleep(1.0)  # keep-alive connections closed, handlers finished
+        await _quiesce(run, control)
         end = await run.metrics(control)
         report.rss_end_kib, report.rss_peak_kib, report.fds_end = proc_status(gateway.pid)
         report.tasks_end = int(end["resilience_event_loop_tasks"])
@@ -402,6 +399,23 @@ async def _drive(run: Run, gateway: Process) -> LoadReport:
     log = run.gateway_log.read_text(errors="replace")
     report.log_alarms = [line for line in log.splitlines() if any(a in line for a in LOG_ALARMS)]
     return report
+
+
+POOL_IDLE_S = 6.0
+"""Longer than the upstream pools' keep-alive expiry (httpx's 5 s)."""
+
+
+async def _quiesce(run: Run, http: httpx.AsyncClient) -> None:
+    """Bring the gateway to the same resting state before the baseline and at the end:
+    idle long enough for pooled upstream connections to expire, then one request per
+    target, on which the pools close what expired. File descriptors then count what the
+    load left behind, not how many pooled connections happened to be idle."""
+    await asyncio.sleep(POOL_IDLE_S)
+    headers = {"authorization": "Bearer load-key-0"}
+    for model in ("primary:gpt-4.1", "claude:claude-sonnet-4-6"):
+        body = {"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+        await http.post(f"{run.root}/v1/chat/completions", json=body, headers=headers)
+    await asyncio.sleep(0.5)  # handlers finished, client connections closed
 
 
 async def _phase(

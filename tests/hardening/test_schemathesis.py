@@ -13,7 +13,6 @@ and bodies as documented, malformed input refused) except where noted:
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening.load import LOG_ALARMS, Process, free_port, gateway_config
+from tests.hardening.load import LOG_ALARMS, LoadPlan, Run
 
 ST = Path(sys.executable).parent / "schemathesis"
 RUNS = {
@@ -47,31 +46,13 @@ RUNS = {
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
-    workdir = tmp_path
-    chaos_port, port = free_port(), free_port()
-    (workdir / "gateway.toml").write_text(gateway_config(f"http://127.0.0.1:{chaos_port}", 3))
-    env = {
-        **os.environ,
-        "UPSTREAM_KEY": "upstream-secret-key",
-        "RESILIENCE_CONFIG": str(workdir / "gateway.toml"),
-        "RESILIENCE_SPOOL": str(workdir / "spool.jsonl"),
-        "DATABASE_URL": f"sqlite:///{workdir / 'audit.db'}",
-    }
-    cli = [sys.executable, "-m", "resilience.cli"]
-    chaos = Process("chaos", [*cli, "chaos", "--port", str(chaos_port)], env, workdir / "c.log")
-    server = Process("gateway", [*cli, "serve", "--port", str(port)], env, workdir / "g.log")
+    run = Run(LoadPlan(clients=1, duration_s=0, tenants=3), tmp_path)
+    chaos, server = run.chaos(), run.gateway()
     await chaos.start()
     await server.start()
     try:
-        root = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            done = await asyncio.to_thread(
-                subprocess.run, ["curl", "-sf", f"{root}/healthz"], capture_output=True
-            )
-            if done.returncode == 0:
-                break
-            await asyncio.sleep(0.1)
-        yield root, workdir / "g.log"
+        await run.wait_up(f"{run.root}/healthz")
+        yield run.root, run.gateway_log
     finally:
         await server.stop()
         await chaos.stop()
