@@ -159,7 +159,8 @@ class AdminEndpoints:
             )
         registry = self._client().registry
         if not opening:
-            return JSONResponse(circuit(registry.reset(*pair, actor=auth.name, note=reason)))
+            snapshot = await registry.areset(*pair, actor=auth.name, note=reason)
+            return JSONResponse(circuit(snapshot))
         duration = body.get("duration_s")
         if duration is not None and (
             isinstance(duration, bool)
@@ -167,7 +168,9 @@ class AdminEndpoints:
             or not 0 < duration < math.inf
         ):
             return _error(400, "duration_s: expected a number > 0", "invalid_duration")
-        snapshot = registry.force_open(*pair, actor=auth.name, duration_s=duration, note=reason)
+        snapshot = await registry.aforce_open(
+            *pair, actor=auth.name, duration_s=duration, note=reason
+        )
         return JSONResponse(circuit(snapshot))
 
     async def events(self, request: Request) -> Response:

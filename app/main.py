@@ -73,9 +73,11 @@ class Gateway:
         self._client = ResilientClient.from_config(
             settings.config, environ=settings.environ, sinks=sinks
         )
+        await self._client.start()
         try:
             yield
         finally:
+            await self._client.aclose()  # first: verdicts still in flight may emit events
             await self.sink.aclose()
             stats = self.sink.stats
             logger.info(
@@ -86,7 +88,6 @@ class Gateway:
                 stats.spooled,
                 stats.replayed,
             )
-            await self._client.aclose()
             await self._engine.dispose()
 
     async def healthz(self, request: Request) -> Response:
@@ -100,6 +101,9 @@ class Gateway:
             "database": database,
             "config": self._client is not None,
         }
+        if self._client is not None:
+            # a Redis outage does not make the gateway unready: breakers go process-local
+            body["breakers"] = self._client.registry.store.status()
         if self.sink is not None:
             body["audit"] = {
                 k: getattr(self.sink.stats, k) for k in self.sink.stats.__dataclass_fields__

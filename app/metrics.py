@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -110,6 +111,7 @@ class _Live(Collector):
         yield tasks
         if client is not None:
             yield from _health(client)
+            yield from _store(client.registry.store.status())
         sink = self._sink()
         if sink is not None:
             for name in ("received", "queued", "written", "spooled", "replayed", "failed_batches"):
@@ -123,6 +125,30 @@ class _Live(Collector):
             )
             up.add_metric([], 1 if sink.stats.database_up else 0)
             yield up
+
+
+def _store(status: dict[str, Any]) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """Whether breakers are shared (Redis answers) or process-local right now."""
+    shared = GaugeMetricFamily(
+        "resilience_breaker_store_shared",
+        "1 while breakers are shared through Redis, 0 while they are process-local.",
+        labels=["kind"],
+    )
+    shared.add_metric([str(status["kind"])], 1 if status["shared"] else 0)
+    yield shared
+    if "outages" in status:
+        outages = CounterMetricFamily(
+            "resilience_breaker_store_outages",
+            "Times Redis stopped answering and breakers fell back to process-local.",
+        )
+        outages.add_metric([], status["outages"])
+        yield outages
+        resyncs = CounterMetricFamily(
+            "resilience_breaker_store_resyncs",
+            "Times breakers were resynchronised with Redis after an outage.",
+        )
+        resyncs.add_metric([], status["resyncs"])
+        yield resyncs
 
 
 def _health(client: ResilientClient) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from resilience.breaker import CircuitBreaker, Permit
+from resilience.breaker import ASK_STORE, CircuitBreaker, Permit
 from resilience.deadline import Deadline
 from resilience.errors import classify
 from resilience.exceptions import ProviderError, ResilienceError
@@ -46,6 +46,8 @@ async def attempt(
             "deadline exceeded", tenant=tenant, provider=provider, attempt=number
         )
     permit = breaker.acquire()
+    if permit is ASK_STORE:
+        permit = await breaker.admit()
     try:
         async with asyncio.timeout(remaining) as scope:
             value = await call()

@@ -53,7 +53,7 @@ class BreakerObserver(Protocol):
 class Permit:
     """Admission of one call: shared by ordinary calls of one generation; one per probe."""
 
-    __slots__ = ("gate", "generation", "probe", "started_at")
+    __slots__ = ("gate", "generation", "probe", "shared", "started_at", "token")
 
     def __init__(
         self,
@@ -62,16 +62,26 @@ class Permit:
         probe: bool = False,
         started_at: float = 0.0,
         gate: Permit | None = None,
+        shared: bool = False,
+        token: str = "",
     ) -> None:
         self.generation = generation
         self.probe = probe
         self.started_at = started_at
         self.gate = gate
         """The provider-wide breaker's probe permit, when this call is also that probe."""
+        self.shared = shared
+        """Admitted under shared state (`resilience.store.redis`): its verdict goes there."""
+        self.token = token
+        """A shared probe's name in the store."""
 
     def __repr__(self) -> str:
         kind = "probe" if self.probe else "call"
         return f"Permit({kind}, generation={self.generation}, gate={self.gate is not None})"
+
+
+ASK_STORE = Permit(-1)
+"""What `acquire()` returns when only the shared store can decide: await `admit()` then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +186,10 @@ class CircuitBreaker:
             if gate is None or gate._state is _CLOSED:
                 return self._permit
         return self._acquire_slow()
+
+    async def admit(self) -> Permit:
+        """`acquire()` for a breaker whose state lives in a shared store, which it may ask."""
+        return self.acquire()
 
     def record_success(self, permit: Permit) -> None:
         gate = self._gate
@@ -294,6 +308,16 @@ class CircuitBreaker:
             detail=detail,
             cooldown_s=duration_s,
         )
+
+    async def areset(self, *, actor: str | None = None, note: str | None = None) -> bool:
+        """`reset()`, awaited where the state is shared (the store must hear of it first)."""
+        return self.reset(actor=actor, note=note)
+
+    async def aforce_open(
+        self, *, actor: str | None = None, duration_s: float | None = None, note: str | None = None
+    ) -> bool:
+        """`force_open()`, awaited where the state is shared."""
+        return self.force_open(actor=actor, duration_s=duration_s, note=note)
 
     def _extend_streak(self, tenant: TenantId, now: float) -> None:
         """On a gate: one more provider-scoped failure in a row; open when the streak is long

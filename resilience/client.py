@@ -159,6 +159,7 @@ class ResilientClient:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._started = False
         self.balancer = Balancer(self.health, rng=self._rng)
         self._direct_routes: dict[str, Route] = {}
         for route in self.routes.values():
@@ -203,6 +204,8 @@ class ResilientClient:
             sinks=sinks,
             clock=clock,
             request_id=current_request_id,
+            redis_url=config.redis_url,
+            redis_prefix=config.redis_prefix,
         )
         tenants = {
             tenant_id: TenantPolicy(
@@ -305,8 +308,14 @@ class ResilientClient:
             tenant=tenant,
         )
 
+    async def start(self) -> None:
+        """Connect the breaker store (Redis, when shared); the first call does it otherwise."""
+        self._started = True
+        await self.registry.start()
+
     async def aclose(self) -> None:
-        """Close every provider's connection pool."""
+        """Hand the breaker store's pending verdicts over; close every provider's pool."""
+        await self.registry.aclose()
         await asyncio.gather(*(p.aclose() for p in self.providers.values()))
 
     # -- the walk ----------------------------------------------------------------------------
@@ -320,6 +329,8 @@ class ResilientClient:
         embed: bool,
         hold: bool,
     ) -> _Won[T]:
+        if not self._started:
+            await self.start()
         tenant = tenant if tenant is not None else current_tenant()
         route = self.route_for(tenant, route_name)
         traced = self.tracing.tracer() is not None

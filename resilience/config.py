@@ -26,6 +26,7 @@ Decisions where DESIGN.md leaves room:
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import fields, replace
@@ -195,9 +196,18 @@ def _config(data: Mapping[str, Any], environ: Mapping[str, str], source: str) ->
         database_url=async_database_url(raw_database_url),
         raw_database_url=raw_database_url,
         redis_url=environ.get("REDIS_URL") or None,
+        redis_prefix=_redis_prefix(environ.get("REDIS_PREFIX") or "resilience"),
         source=source,
         warnings=warnings_for(server, tenants),
     )
+
+
+def _redis_prefix(prefix: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:{}-]{1,100}", prefix):
+        raise ConfigError(
+            "REDIS_PREFIX", f"expected 1 to 100 letters, digits or _.:{{}}-, got {prefix!r}"
+        )
+    return prefix
 
 
 def _server(data: Mapping[str, Any]) -> ServerConfig:

@@ -105,6 +105,8 @@ class Config:
     raw_database_url: str | None = field(default=None, repr=False)
     """`DATABASE_URL` exactly as set, e.g. for psql or a sync tool."""
     redis_url: str | None = field(default=None, repr=False)
+    redis_prefix: str = "resilience"
+    """`REDIS_PREFIX`: the namespace of this deployment's keys in Redis."""
     source: str = "<config>"
     warnings: tuple[str, ...] = ()
     """Legal but probably unintended settings, each `"<key path>: <why>"`."""

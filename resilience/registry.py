@@ -41,6 +41,9 @@ class BreakerRegistry:
         idle_ttl_s: closed breakers untouched for this long may be forgotten.
         request_id: returns the current request's id, stamped on transitions.
         store: where breakers live; by default this process's memory.
+        redis_url: share the breakers of every process through this Redis
+            (`resilience.store.redis`); ignored when `store` is given.
+        redis_prefix: the namespace of this deployment's keys in that Redis.
     """
 
     def __init__(
@@ -54,11 +57,25 @@ class BreakerRegistry:
         idle_ttl_s: float = 300.0,
         request_id: RequestIdGetter = _no_request_id,
         store: BreakerStore | None = None,
+        redis_url: str | None = None,
+        redis_prefix: str = "resilience",
     ) -> None:
         self.policy = policy if policy is not None else BreakerPolicy()
         self.provider_policies = MappingProxyType(dict(provider_policies or {}))
         self._sinks: list[AuditSink] = list(sinks)
         self._request_id = request_id
+        if store is None and redis_url:
+            from resilience.store.redis import RedisStore
+
+            store = RedisStore(
+                redis_url,
+                policy_for=self.policy_for,
+                emit=self._emit,
+                clock=clock,
+                wall_clock=wall_clock,
+                idle_ttl_s=idle_ttl_s,
+                prefix=redis_prefix,
+            )
         if store is None:  # not `store or ...`: an empty store is falsy (it has __len__)
             store = MemoryStore(
                 policy_for=self.policy_for,
@@ -82,6 +99,41 @@ class BreakerRegistry:
         return self.store.get(tenant, provider).acquire()
 
     # -- admin -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the store to shared state, if it has any (Redis)."""
+        await self.store.start()
+
+    async def aclose(self) -> None:
+        """Hand the store's pending work over and disconnect it."""
+        await self.store.aclose()
+
+    async def areset(
+        self,
+        tenant: TenantId,
+        provider: ProviderName,
+        *,
+        actor: str | None = None,
+        note: str | None = None,
+    ) -> BreakerSnapshot:
+        """`reset()`, done on the shared state when there is one: every process sees it."""
+        breaker = self._breaker(tenant, provider)
+        await breaker.areset(actor=actor, note=note)
+        return breaker.snapshot()
+
+    async def aforce_open(
+        self,
+        tenant: TenantId,
+        provider: ProviderName,
+        *,
+        actor: str | None = None,
+        duration_s: float | None = None,
+        note: str | None = None,
+    ) -> BreakerSnapshot:
+        """`force_open()`, done on the shared state when there is one."""
+        breaker = self._breaker(tenant, provider)
+        await breaker.aforce_open(actor=actor, duration_s=duration_s, note=note)
+        return breaker.snapshot()
 
     def reset(
         self,

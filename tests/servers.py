@@ -1,4 +1,4 @@
-"""Servers a test starts and stops itself: a PostgreSQL cluster on a free loopback port."""
+"""Servers a test starts and stops itself, on free loopback ports: PostgreSQL and Redis."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,3 +94,58 @@ def postgres_server() -> Iterator[PostgresServer]:
             )
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+class RedisServer:
+    """A `redis-server` of the test's own (no persistence), stopped and started at will."""
+
+    def __init__(self) -> None:
+        found = shutil.which("redis-server")
+        if found is None:
+            message = "no redis-server binary on this machine"
+            if os.environ.get("CI") == "true":
+                pytest.fail(message)
+            pytest.skip(message)
+        self.binary = found
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port: int = probe.getsockname()[1]
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        self._proc = subprocess.Popen(
+            [*args, "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server on port {self.port} did not answer within 10 s")
+
+    def stop(self) -> None:
+        """Kill it (as a crash would): clients see their connections reset."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+
+@contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    """A started Redis of the caller's own, killed afterwards."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from resilience.breaker import CircuitBreaker
 from resilience.types import BreakerKey, ProviderName, TenantId
@@ -39,6 +39,18 @@ class BreakerStore(Protocol):
 
     def token_wait_s(self, key: BreakerKey) -> float:
         """Seconds until `key`'s bucket has a token again."""
+        ...
+
+    async def start(self) -> None:
+        """Connect to shared state, if any; the client calls it before its first request."""
+        ...
+
+    async def aclose(self) -> None:
+        """Hand over what is pending and disconnect."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """What `/readyz` shows of the store: at least `kind` and `shared`."""
         ...
 
     def __len__(self) -> int: ...

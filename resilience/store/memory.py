@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from resilience.breaker import CircuitBreaker
 from resilience.errors import ErrorKind
@@ -68,15 +69,7 @@ class MemoryStore:
     def gate(self, provider: ProviderName) -> CircuitBreaker:
         gate = self._gates.get(provider)
         if gate is None:
-            gate = CircuitBreaker(
-                PROVIDER_WIDE,
-                provider,
-                policy=self._policy_for(provider),
-                clock=self._clock,
-                wall_clock=self._wall_clock,
-                observer=self,
-            )
-            self._gates[provider] = gate
+            gate = self._gates[provider] = self._new(PROVIDER_WIDE, provider, None)
         return gate
 
     def breakers(self) -> Iterator[CircuitBreaker]:
@@ -93,6 +86,15 @@ class MemoryStore:
         before = len(self)
         self._rotate(self._clock())
         return before - len(self)
+
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def aclose(self) -> None:
+        """Nothing to hand over."""
+
+    def status(self) -> dict[str, Any]:
+        return {"kind": "memory", "shared": False}
 
     def __len__(self) -> int:
         keys = self._current.keys() | self._previous.keys() | self._pinned.keys()
@@ -134,17 +136,23 @@ class MemoryStore:
         key = (tenant, provider)
         breaker = self._previous.pop(key, None) or self._pinned.get(key)
         if breaker is None:
-            breaker = CircuitBreaker(
-                tenant,
-                provider,
-                policy=self._policy_for(provider),
-                clock=self._clock,
-                wall_clock=self._wall_clock,
-                observer=self,
-                gate=self.gate(provider),
-            )
+            breaker = self._new(tenant, provider, self.gate(provider))
         self._current[key] = breaker
         return breaker
+
+    def _new(
+        self, tenant: TenantId, provider: ProviderName, gate: CircuitBreaker | None
+    ) -> CircuitBreaker:
+        """A closed breaker for the pair (the Redis store makes one that shares its state)."""
+        return CircuitBreaker(
+            tenant,
+            provider,
+            policy=self._policy_for(provider),
+            clock=self._clock,
+            wall_clock=self._wall_clock,
+            observer=self,
+            gate=gate,
+        )
 
     def _rotate(self, now: float) -> None:
         self._previous = self._current

@@ -1,0 +1,824 @@
+"""Breakers shared by every process through Redis (`REDIS_URL`, extra `resilience[redis]`).
+
+Redis holds the state of every (tenant, provider) breaker. Each change is one call
+of `breakers.lua`: an atomic script timed by the server's clock (`TIME`), so the
+processes' own clocks never disagree about a cooldown. The script returns the
+transitions it made, and only the process that ran it emits their audit events:
+each transition is audited once, whichever process caused it.
+
+Each process keeps a local view of the breakers it uses (a `SharedBreaker`, the
+ordinary state machine fed from Redis). The script publishes every transition on
+a channel that all processes subscribe to, and a process that (re)connects loads
+the index of breakers that are not closed. So:
+
+- an allow-check on a closed breaker, or on an open one still cooling down, is
+  answered locally with no round trip (a forced-open breaker asks Redis, so an
+  admin's reset from any process is honoured by the very next request);
+- a failure, a probe's verdict, a half-open admission and an admin action go to
+  Redis (a failure is sent from a task, so the caller does not wait for it);
+- successes are counted locally and sent in one pipelined batch every
+  `sync_interval_s` (0.25 s), or with the breaker's next failure;
+- staleness: another process learns of a transition when Redis delivers the
+  message (well under a millisecond on loopback or a LAN). Calls it admitted
+  before that are results of the old generation and count as late results.
+
+If Redis cannot be reached the store logs once, marks itself local
+(`status()`, shown in `/readyz` and the metrics) and every breaker goes on
+from its last view as a process-local breaker. A task retries every
+`reconnect_s`; on success, breakers a process opened on its own are pushed to
+Redis unless the shared state moved on, the index is reloaded and every local
+view is replaced by the shared one. Requests never wait for Redis to return.
+
+Keys are `<prefix>:b:<provider>:<tenant>` (a hash) and `<prefix>:p:...` (its
+probes), expiring `idle_ttl_s` after their last change (an open breaker's after
+its cooldown, plus that). Tenants that stop calling cost nothing. Request-rate
+(`rpm`) buckets stay per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from resilience.breaker import ASK_STORE, CircuitBreaker, Permit
+from resilience.errors import ErrorKind
+from resilience.events import BreakerState, BreakerTransition, TransitionReason
+from resilience.exceptions import CircuitOpenError
+from resilience.policies import BreakerPolicy
+from resilience.store.memory import Emit, MemoryStore
+from resilience.types import PROVIDER_WIDE, BreakerKey, Clock, ProviderName, TenantId
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+
+logger = logging.getLogger("resilience.store")
+
+SCRIPT = resources.files("resilience.store").joinpath("breakers.lua").read_text()
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class SharedView:
+    """A breaker as the script reported it; times are relative to the moment it ran."""
+
+    tenant: TenantId
+    provider: ProviderName
+    state: BreakerState
+    generation: int
+    wait_s: float
+    """Until a call may be admitted; inf for an admin open without a duration."""
+    cooldown_s: float
+    open_for_s: float | None
+    failures: int
+    calls: int
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> SharedView:
+        return cls(
+            tenant=str(raw["t"]),
+            provider=str(raw["p"]),
+            state=BreakerState(raw["s"]),
+            generation=int(raw["g"]),
+            wait_s=math.inf if raw["w"] < 0 else float(raw["w"]),
+            cooldown_s=float(raw["cd"]),
+            open_for_s=None if raw["of"] < 0 else float(raw["of"]),
+            failures=int(raw["f"]),
+            calls=int(raw["c"]),
+        )
+
+
+@dataclass(slots=True)
+class StoreStatus:
+    """What `/readyz` and the metrics say about the shared store."""
+
+    url: str
+    shared: bool = False
+    """True while Redis answers; False while breakers are process-local."""
+    outages: int = 0
+    resyncs: int = 0
+    last_error: str | None = None
+    late_scripts: int = 0
+    """Verdicts Redis could not take (it went away): the local breaker took them."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "redis",
+            "url": self.url,
+            "shared": self.shared,
+            "outages": self.outages,
+            "resyncs": self.resyncs,
+            "last_error": self.last_error,
+        }
+
+
+class SharedBreaker(CircuitBreaker):
+    """A breaker whose state lives in Redis; its own fields are this process's view of it.
+
+    While the store is offline it is an ordinary process-local breaker.
+    """
+
+    __slots__ = ("_store", "unsent_successes")
+
+    def __init__(
+        self,
+        tenant: TenantId,
+        provider: ProviderName,
+        *,
+        store: RedisStore,
+        policy: BreakerPolicy,
+        gate: CircuitBreaker | None,
+    ) -> None:
+        super().__init__(
+            tenant,
+            provider,
+            policy=policy,
+            clock=store.clock,
+            wall_clock=store.wall_clock,
+            observer=store,
+            gate=gate,
+        )
+        self._store = store
+        self.unsent_successes = 0
+        """Successes counted here and not yet sent to Redis."""
+        if store.online:
+            self._permit = Permit(0, shared=True)
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def _acquire_slow(self) -> Permit:
+        if not self._store.online:
+            return super()._acquire_slow()
+        now = self._clock()
+        if self._state is _OPEN and now < self._retry_at:
+            raise self._refusal(now)
+        gate = self._gate
+        if gate is not None and gate._state is _OPEN and now < gate._retry_at:
+            raise CircuitOpenError(
+                tenant=self.tenant,
+                provider=self.provider,
+                state=gate._state,
+                retry_after_s=gate._retry_at - now,
+                provider_wide=True,
+            )
+        # a cooldown is over, probes are out, or an admin opened it (and may have reset it a
+        # moment ago from another process): only Redis knows who goes
+        return ASK_STORE
+
+    async def admit(self) -> Permit:
+        if self._store.online:
+            return await self._store.admit(self)
+        return self.acquire()
+
+    # -- verdicts ----------------------------------------------------------------------------
+
+    def record_success(self, permit: Permit) -> None:
+        store = self._store
+        if not store.online:
+            super().record_success(permit)
+        elif permit.token or (permit.gate is not None and permit.gate.token):
+            store.settle(self, permit, None, None)
+        elif permit.shared:
+            now = self._clock()
+            if now >= self._bucket_end:
+                self._roll(now)
+            self._calls += 1
+            if not self.unsent_successes:
+                store.unsent.append(self)
+            self.unsent_successes += 1
+
+    def record_failure(
+        self, permit: Permit, kind: ErrorKind, *, retry_after_s: float | None = None
+    ) -> None:
+        store = self._store
+        if not store.online:
+            super().record_failure(permit, kind, retry_after_s=retry_after_s)
+        elif not kind.policy.counts_on_breaker:
+            self.release(permit)
+        elif permit.shared:
+            now = self._clock()
+            if now >= self._bucket_end:
+                self._roll(now)
+            self._calls += 1
+            self._fails += 1
+            store.settle(self, permit, kind, retry_after_s)
+
+    def release(self, permit: Permit) -> None:
+        store = self._store
+        if not store.online:
+            super().release(permit)
+            return
+        gate_token = permit.gate.token if permit.gate is not None else ""
+        if permit.token or gate_token:
+            store.spawn(store.release(self, permit.token, gate_token))
+
+    # -- admin -------------------------------------------------------------------------------
+
+    def reset(self, *, actor: str | None = None, note: str | None = None) -> bool:
+        """Schedules the shared reset (await `areset()` to know it is done)."""
+        if not self._store.online:
+            return super().reset(actor=actor, note=note)
+        self._store.spawn(self.areset(actor=actor, note=note))
+        return self._state is not _CLOSED
+
+    def force_open(
+        self, *, actor: str | None = None, duration_s: float | None = None, note: str | None = None
+    ) -> bool:
+        """Schedules the shared open (await `aforce_open()` to know it is done)."""
+        if not self._store.online:
+            return super().force_open(actor=actor, duration_s=duration_s, note=note)
+        _check_duration(duration_s)
+        self._store.spawn(self.aforce_open(actor=actor, duration_s=duration_s, note=note))
+        return self._state is not BreakerState.FORCED_OPEN
+
+    async def areset(self, *, actor: str | None = None, note: str | None = None) -> bool:
+        detail = {"note": note} if note else {}
+        changed = await self._store.change(self, "reset", (), actor=actor, detail=detail)
+        if changed is None:  # Redis is away: this process's breaker is all there is
+            return super().reset(actor=actor, note=note)
+        return changed
+
+    async def aforce_open(
+        self, *, actor: str | None = None, duration_s: float | None = None, note: str | None = None
+    ) -> bool:
+        _check_duration(duration_s)
+        detail: dict[str, Any] = {"note": note} if note else {}
+        if duration_s is not None:
+            detail["duration_s"] = duration_s
+        duration = "-1" if duration_s is None else repr(duration_s)
+        changed = await self._store.change(self, "force", (duration,), actor=actor, detail=detail)
+        if changed is None:
+            return super().force_open(actor=actor, duration_s=duration_s, note=note)
+        return changed
+
+    # -- the view ----------------------------------------------------------------------------
+
+    def apply(self, view: SharedView, at: float) -> None:
+        """Take the shared state reported at local time `at` as this process's view."""
+        self._state = view.state
+        self._generation = view.generation
+        self._permit = Permit(view.generation, shared=True)
+        self._probes.clear()
+        self._cooldown = view.cooldown_s
+        self._retry_at = at + view.wait_s
+        self._opened_at = None if view.open_for_s is None else at - view.open_for_s
+        if view.state is _CLOSED:
+            self._clear_window(at)
+
+
+def _check_duration(duration_s: float | None) -> None:
+    if duration_s is not None and not (duration_s > 0 and math.isfinite(duration_s)):
+        raise ValueError(f"duration_s: must be a finite number > 0, got {duration_s!r}")
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and `/readyz`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+class RedisStore(MemoryStore):
+    """The `BreakerStore` for several processes; see the module docstring.
+
+    Call `await start()` before serving (the client does it on its first call) and
+    `await aclose()` at shutdown.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        policy_for: Callable[[ProviderName], BreakerPolicy],
+        emit: Emit,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        idle_ttl_s: float = 300.0,
+        prefix: str = "resilience",
+        sync_interval_s: float = 0.25,
+        reconnect_s: float = 1.0,
+        timeout_s: float = 1.0,
+    ) -> None:
+        try:
+            from redis.asyncio import Redis
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise RuntimeError(
+                "REDIS_URL is set but the redis package is missing: pip install 'resilience[redis]'"
+            ) from exc
+        super().__init__(
+            policy_for=policy_for,
+            emit=emit,
+            clock=clock,
+            wall_clock=wall_clock,
+            idle_ttl_s=idle_ttl_s,
+        )
+        for name, value in (
+            ("sync_interval_s", sync_interval_s),
+            ("reconnect_s", reconnect_s),
+            ("timeout_s", timeout_s),
+        ):
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
+        if not prefix or any(c in prefix for c in " \n"):
+            raise ValueError(f"prefix: must be non-empty without spaces, got {prefix!r}")
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.prefix = prefix
+        self.online = False
+        self.unsent: list[SharedBreaker] = []
+        self.stats = StoreStatus(url=redact(url))
+        self._redis: Redis = Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        self._script = self._redis.register_script(SCRIPT)
+        self._channel = f"{prefix}:changes"
+        self._ttl = repr(idle_ttl_s)
+        self._sync_interval_s = sync_interval_s
+        self._reconnect_s = reconnect_s
+        self._mirror: dict[BreakerKey, tuple[SharedView, float]] = {}
+        self._pubsub: PubSub | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._policy_args: dict[ProviderName, list[str]] = {}
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, load the shared state and follow its changes.
+
+        When it does not, breakers are process-local and a background task keeps trying.
+        """
+        if self._runner is None:
+            try:
+                await self._connect()
+            except (OSError, _redis_errors()) as exc:
+                self._lost(exc)
+            self._runner = asyncio.create_task(self._run(), name="resilience-redis-store")
+
+    async def flush(self) -> None:
+        """Wait for the verdicts in flight and send the successes not yet sent."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.online:
+            try:
+                await self._flush()
+            except (OSError, _redis_errors()) as exc:
+                self._lost(exc)
+
+    async def aclose(self) -> None:
+        """`flush()`, then disconnect."""
+        self._closing = True
+        await self.flush()
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        await self._drop_pubsub()
+        await self._redis.aclose()
+
+    def status(self) -> dict[str, Any]:
+        return self.stats.as_dict()
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` without making the caller wait; kept until done, awaited by `aclose()`."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- what SharedBreaker asks ---------------------------------------------------------------
+
+    async def admit(self, breaker: SharedBreaker) -> Permit:
+        """Half-open admission (or a cooldown that is over), decided by Redis for everyone."""
+        token = uuid.uuid4().hex[:16]
+        call = asyncio.ensure_future(self._call("admit", breaker, token))
+        try:
+            reply = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.add_done_callback(lambda done: self._give_back(breaker, done))
+            raise
+        if reply is None:
+            return breaker.acquire()  # Redis went away: the local breaker decides
+        return self._permit_from(breaker, reply)
+
+    def settle(
+        self,
+        breaker: SharedBreaker,
+        permit: Permit,
+        kind: ErrorKind | None,
+        retry_after_s: float | None,
+    ) -> None:
+        """Send a verdict from a task; the caller goes on at once."""
+        self.spawn(self._settle(breaker, permit, kind, retry_after_s))
+
+    async def release(self, breaker: SharedBreaker, token: str, gate_token: str) -> None:
+        await self._call("release", breaker, token, gate_token)
+
+    async def change(
+        self,
+        breaker: SharedBreaker,
+        op: str,
+        args: tuple[str, ...],
+        *,
+        actor: str | None,
+        detail: dict[str, Any],
+    ) -> bool | None:
+        """An admin reset or open; None when Redis could not be reached."""
+        if not self.online:
+            return None
+        reply = await self._call(op, breaker, *args, actor=actor, detail=detail)
+        return None if reply is None else bool(reply.get("changed"))
+
+    # -- BreakerStore ------------------------------------------------------------------------
+
+    def breakers(self) -> Iterator[CircuitBreaker]:
+        """Every breaker this process holds, and every breaker Redis has that is not closed."""
+        for tenant, provider in list(self._mirror):
+            if tenant == PROVIDER_WIDE:
+                self.gate(provider)
+            else:
+                self.get(tenant, provider)
+        yield from super().breakers()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _new(
+        self, tenant: TenantId, provider: ProviderName, gate: CircuitBreaker | None
+    ) -> CircuitBreaker:
+        breaker = SharedBreaker(
+            tenant, provider, store=self, policy=self._policy_for(provider), gate=gate
+        )
+        seen = self._mirror.get((tenant, provider))
+        if seen is not None and self.online:
+            breaker.apply(*seen)
+        return breaker
+
+    def _pin(self, breaker: CircuitBreaker) -> None:
+        if breaker.tenant == PROVIDER_WIDE:
+            return
+        key = (breaker.tenant, breaker.provider)
+        if breaker._state is _CLOSED:
+            self._pinned.pop(key, None)
+        else:
+            self._pinned[key] = breaker
+
+    def _keys(self, tenant: TenantId, provider: ProviderName) -> list[str]:
+        p = self.prefix
+        own = f"{p}:b:{provider}:{tenant}"
+        probes = f"{p}:p:{provider}:{tenant}"
+        if tenant == PROVIDER_WIDE:
+            gate, gate_probes = own, probes
+        else:
+            gate, gate_probes = f"{p}:b:{provider}:*", f"{p}:p:{provider}:*"
+        return [
+            own,
+            probes,
+            gate,
+            gate_probes,
+            f"{p}:trips:{provider}",
+            f"{p}:streak:{provider}",
+            f"{p}:open",
+            f"{p}:gen",
+        ]
+
+    def _policy(self, provider: ProviderName) -> list[str]:
+        args = self._policy_args.get(provider)
+        if args is None:
+            policy = self._policy_for(provider)
+            args = self._policy_args[provider] = [
+                repr(v)
+                for v in (
+                    policy.failure_threshold,
+                    policy.failure_rate,
+                    policy.window_s,
+                    policy.cooldown_s,
+                    policy.max_cooldown_s,
+                    policy.half_open_max_calls,
+                    policy.probe_timeout_s,
+                    policy.provider_wide_min_tenants,
+                    policy.provider_wide_streak,
+                )
+            ] + [self._ttl]
+        return args
+
+    async def _call(
+        self,
+        op: str,
+        breaker: CircuitBreaker,
+        *args: str,
+        actor: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Run one op of the script; apply what it reports. None if Redis went away."""
+        argv = [op, breaker.tenant, breaker.provider, self._channel, self.prefix]
+        argv += self._policy(breaker.provider)
+        argv += args
+        try:
+            raw = await self._script(keys=self._keys(breaker.tenant, breaker.provider), args=argv)
+        except (OSError, _redis_errors()) as exc:
+            self._lost(exc)
+            return None
+        reply: dict[str, Any] = json.loads(raw)
+        self._absorb(reply, actor=actor, detail=detail)
+        return reply
+
+    def _absorb(
+        self, reply: dict[str, Any], *, actor: str | None, detail: dict[str, Any] | None
+    ) -> None:
+        """Apply the views a script returned and emit the transitions it made (only here)."""
+        now = self.clock()
+        for raw in reply.get("v") or ():
+            self._seen(SharedView.parse(raw), now)
+        events = reply.get("e")
+        for raw in events if isinstance(events, list) else ():
+            self._emit(self._event(raw, actor=actor, detail=detail))
+
+    def _event(
+        self, raw: dict[str, Any], *, actor: str | None, detail: dict[str, Any] | None
+    ) -> BreakerTransition:
+        shown = raw.get("d")
+        merged = dict(shown) if isinstance(shown, dict) else {}
+        if detail and raw["reason"] in ("admin_reset", "admin_open"):
+            merged.update(detail)
+        return BreakerTransition(
+            tenant_id=str(raw["t"]),
+            provider=str(raw["p"]),
+            from_state=BreakerState(raw["from"]),
+            to_state=BreakerState(raw["to"]),
+            reason=TransitionReason(raw["reason"]),
+            occurred_at=datetime.fromtimestamp(float(raw["at"]), UTC),
+            failures=int(raw["f"]),
+            error_kind=ErrorKind(raw["kind"]) if raw["kind"] else None,
+            cooldown_s=None if raw["cd"] < 0 else float(raw["cd"]),
+            actor=actor if raw["reason"] in ("admin_reset", "admin_open") else None,
+            detail=merged,
+        )
+
+    def _seen(self, view: SharedView, at: float, *, force: bool = False) -> None:
+        """A view of the shared state: keep it in the index and in the local breaker."""
+        key = (view.tenant, view.provider)
+        if view.state is _CLOSED:
+            self._mirror.pop(key, None)
+        else:
+            self._mirror[key] = (view, at)
+        if view.tenant == PROVIDER_WIDE:
+            breaker = self._gates.get(view.provider)
+        else:
+            breaker = self.peek(view.tenant, view.provider)
+        if not isinstance(breaker, SharedBreaker):
+            return
+        newer = view.generation > breaker._generation or (
+            view.generation == breaker._generation and view.state is not _CLOSED
+        )
+        if force or newer:
+            breaker.apply(view, at)
+            self._pin(breaker)
+
+    def _permit_from(self, breaker: SharedBreaker, reply: dict[str, Any]) -> Permit:
+        refused = reply.get("refused")
+        if refused:
+            wait = float(reply["w"])
+            raise CircuitOpenError(
+                tenant=breaker.tenant,
+                provider=breaker.provider,
+                state=BreakerState(reply["s"]),
+                retry_after_s=math.inf if wait < 0 else wait,
+                provider_wide=refused == "gate" or breaker.tenant == PROVIDER_WIDE,
+            )
+        views = reply["v"]
+        now = self.clock()
+        token, gate_token = str(reply["probe"]), str(reply["gprobe"])
+        generation = int(views[0]["g"])
+        if token:
+            permit = Permit(generation, probe=True, started_at=now, shared=True, token=token)
+        elif gate_token:
+            permit = Permit(generation, shared=True)
+        else:
+            return breaker._permit if breaker._permit.shared else Permit(generation, shared=True)
+        if gate_token:
+            gate_generation = int(views[1]["g"])
+            permit.gate = Permit(
+                gate_generation, probe=True, started_at=now, shared=True, token=gate_token
+            )
+        return permit
+
+    def _give_back(self, breaker: SharedBreaker, done: asyncio.Future[Any]) -> None:
+        """The caller was cancelled while Redis admitted it: return its probes at once."""
+        if done.cancelled() or done.exception() is not None or done.result() is None:
+            return
+        reply = done.result()
+        token, gate_token = str(reply.get("probe") or ""), str(reply.get("gprobe") or "")
+        if token or gate_token:
+            self.spawn(self.release(breaker, token, gate_token))
+
+    async def _settle(
+        self,
+        breaker: SharedBreaker,
+        permit: Permit,
+        kind: ErrorKind | None,
+        retry_after_s: float | None,
+    ) -> None:
+        successes, breaker.unsent_successes = breaker.unsent_successes, 0
+        gate_token = permit.gate.token if permit.gate is not None else ""
+        reply = await self._call(
+            "ok" if kind is None else "fail",
+            breaker,
+            str(permit.generation),
+            permit.token,
+            gate_token,
+            "" if kind is None else str(kind),
+            "" if kind is None else str(kind.policy.scope),
+            "-1" if retry_after_s is None else repr(max(retry_after_s, 0.0)),
+            str(successes),
+        )
+        if reply is not None:
+            return
+        # Redis went away with the verdict: the process-local breaker takes it
+        self.stats.late_scripts += 1
+        if kind is None:
+            CircuitBreaker.record_success(breaker, permit)
+        else:
+            CircuitBreaker.record_failure(breaker, permit, kind, retry_after_s=retry_after_s)
+
+    async def _flush(self) -> None:
+        """Send the successes counted since the last flush: one pipelined round trip."""
+        pending, self.unsent = self.unsent, []
+        batch = [(b, b.unsent_successes) for b in pending if b.unsent_successes]
+        for breaker, _ in batch:
+            breaker.unsent_successes = 0
+        if not batch:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for breaker, count in batch:
+                argv = ["ok", breaker.tenant, breaker.provider, self._channel, self.prefix]
+                argv += self._policy(breaker.provider)
+                argv += ["0", "", "", "", "", "-1", str(count)]
+                await self._script(
+                    keys=self._keys(breaker.tenant, breaker.provider), args=argv, client=pipe
+                )
+            replies = await pipe.execute()
+        now = self.clock()
+        for raw in replies:
+            reply = json.loads(raw)
+            for view in reply.get("v") or ():
+                self._seen(SharedView.parse(view), now)
+
+    async def _connect(self) -> None:
+        """Subscribe, share what this process decided alone, then load the shared state."""
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self._channel)
+            reconnect = self.stats.outages > 0
+            if reconnect:
+                await self._adopt()
+            raw = await self._script(
+                keys=self._keys(PROVIDER_WIDE, "-"),
+                args=["mirror", "", "", self._channel, self.prefix, *_NO_POLICY],
+            )
+        except BaseException:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            raise
+        self._pubsub = pubsub
+        now = self.clock()
+        self._mirror.clear()
+        for view in json.loads(raw)["v"] or ():
+            parsed = SharedView.parse(view)
+            self._mirror[(parsed.tenant, parsed.provider)] = (parsed, now)
+        self.online = True
+        self.stats.shared = True
+        for breaker in list(MemoryStore.breakers(self)):
+            if not isinstance(breaker, SharedBreaker):
+                continue
+            seen = self._mirror.get((breaker.tenant, breaker.provider))
+            if seen is None:
+                breaker.apply(_closed(breaker), now)
+            else:
+                breaker.apply(*seen)
+            self._pin(breaker)
+        if reconnect:
+            self.stats.resyncs += 1
+            logger.warning(
+                "Redis at %s answers again: breakers are shared again (%d not closed)",
+                self.stats.url,
+                len(self._mirror),
+            )
+
+    async def _adopt(self) -> None:
+        """Push the breakers this process opened while Redis was away."""
+        now = self.clock()
+        for breaker in list(MemoryStore.breakers(self)):
+            state = breaker._state
+            if state is _CLOSED:
+                continue
+            wait = breaker._retry_at - now
+            await self._script(
+                keys=self._keys(breaker.tenant, breaker.provider),
+                args=[
+                    "adopt",
+                    breaker.tenant,
+                    breaker.provider,
+                    self._channel,
+                    self.prefix,
+                    *self._policy(breaker.provider),
+                    str(state),
+                    "-1" if math.isinf(wait) else repr(max(wait, 0.0)),
+                    repr(breaker._cooldown),
+                ],
+            )
+
+    async def _run(self) -> None:
+        """Follow the change channel, flush successes, and reconnect after an outage."""
+        flushed = self.clock()
+        while not self._closing:
+            if not self.online:
+                await asyncio.sleep(self._reconnect_s)
+                try:
+                    await self._connect()
+                except (OSError, _redis_errors()) as exc:
+                    self.stats.last_error = _describe(exc)
+                continue
+            pubsub = self._pubsub
+            assert pubsub is not None
+            try:
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=self._sync_interval_s
+                )
+                if message is not None and message.get("type") == "message":
+                    self._seen(SharedView.parse(json.loads(message["data"])), self.clock())
+                if self.unsent and self.clock() - flushed >= self._sync_interval_s:
+                    flushed = self.clock()
+                    await self._flush()
+            except (OSError, _redis_errors()) as exc:
+                self._lost(exc)
+
+    def _lost(self, exc: BaseException) -> None:
+        """Redis stopped answering: every breaker goes on process-local. Logged once."""
+        self.stats.last_error = _describe(exc)
+        if not self.online and self.stats.outages:
+            return
+        first = not self.online  # never connected: the start found it down
+        self.online = False
+        self.stats.shared = False
+        self.stats.outages += 1
+        for breaker in self.unsent:
+            breaker.unsent_successes = 0
+        self.unsent.clear()
+        if self._pubsub is not None:
+            self.spawn(self._drop_pubsub())
+        logger.warning(
+            "Redis at %s %s (%s): breakers are process-local until it answers",
+            self.stats.url,
+            "cannot be reached" if first else "stopped answering",
+            self.stats.last_error,
+        )
+
+    async def _drop_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            except (OSError, _redis_errors()):
+                pass
+
+
+_NO_POLICY = ["1", "1", "1", "1", "1", "1", "1", "0", "0", "1"]
+
+
+def _closed(breaker: CircuitBreaker) -> SharedView:
+    return SharedView(
+        tenant=breaker.tenant,
+        provider=breaker.provider,
+        state=_CLOSED,
+        generation=0,
+        wait_s=0.0,
+        cooldown_s=breaker.policy.cooldown_s,
+        open_for_s=None,
+        failures=0,
+        calls=0,
+    )
+
+
+def _redis_errors() -> type[Exception]:
+    from redis.exceptions import RedisError
+
+    return RedisError
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
