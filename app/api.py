@@ -78,6 +78,11 @@ async def read_json(request: Request, limit: int) -> Any:
         raise WireError("body: not valid JSON") from exc
 
 
+def _retry_after_header(seconds: float) -> int:
+    """Whole seconds, at least 1; an admin open without an end (inf) says 60: ask again."""
+    return max(1, math.ceil(seconds)) if math.isfinite(seconds) else 60
+
+
 def failure_response(exc: Exception) -> Response:
     """The HTTP answer for an error raised by parsing or by the client."""
     if isinstance(exc, BodyTooLarge):
@@ -89,7 +94,7 @@ def failure_response(exc: Exception) -> Response:
     if isinstance(exc, UnknownRouteError):
         return error(404, exc.message, type_="invalid_request_error", code="model_not_found")
     if isinstance(exc, AllTargetsFailed):
-        retry = max(1, math.ceil(exc.retry_after_s)) if exc.retry_after_s else 1
+        retry = _retry_after_header(exc.retry_after_s or 1.0)
         return error(
             503,
             exc.message,
@@ -98,7 +103,7 @@ def failure_response(exc: Exception) -> Response:
             headers={"retry-after": str(retry)},
         )
     if isinstance(exc, CircuitOpenError):
-        retry = max(1, math.ceil(exc.retry_after_s)) if math.isfinite(exc.retry_after_s) else 60
+        retry = _retry_after_header(exc.retry_after_s)
         return error(
             503,
             exc.message,

@@ -263,10 +263,28 @@ async def test_force_open_and_reset_change_routing_and_are_audited(
     assert events[1]["detail"] == {"note": "key rotation"}
 
 
+async def test_a_target_opened_without_an_end_answers_503_with_a_finite_retry_after(
+    running: Running,
+) -> None:
+    """An admin open with no duration waits forever (inf): the header still says a number
+    (this answered 500, an OverflowError, before)."""
+    opened = await running.http.post(
+        "/admin/circuits/acme/primary/open", headers=running.admin(), json={}
+    )
+    assert opened.json()["retry_at"] is None
+    with pytest.raises(openai.APIStatusError) as refused:
+        await openai_client(running).chat.completions.create(
+            model="primary:gpt-4.1", messages=OPENAI_MESSAGES
+        )
+    assert refused.value.status_code == 503
+    assert refused.value.response.headers["retry-after"] == "60"
+
+
 async def test_health_and_readiness(running: Running) -> None:
     assert (await running.http.get("/healthz")).json() == {"status": "ok"}
     ready = await running.http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["database"] is True
+    assert ready.json()["breakers"] == {"kind": "memory", "shared": False}
 
 
 async def test_metrics_parse_and_count_requests_breakers_and_audit(running: Running) -> None:
