@@ -36,7 +36,9 @@ def ensure_bench_venv() -> None:
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "-e", str(ROOT)], check=True)
+        subprocess.run(
+            [*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[redis]"], check=True
+        )
         pins = ["-c", str(ROOT / "constraints.txt")]  # competitors must not move our pins
         subprocess.run([*pip, *pins, "-r", str(ROOT / "bench" / "requirements.txt")], check=True)
         nodeps = ROOT / "bench" / "requirements-nodeps.txt"

@@ -34,6 +34,14 @@ EXACT = {"half_open_upstream_calls": 1.0, "events_per_trip": 1.0}
             [*(f"group_select_us_{s}" for s in STRATEGIES), "group_select_us_max"],
         ),
         (
+            "redis_store.py",
+            [
+                "redis_vs_memory_allow_ratio",
+                "dead_provider_calls_1_proc",
+                "dead_provider_calls_4_procs",
+            ],
+        ),
+        (
             "gateway.py",
             ["added_latency_p50_ms", "added_latency_p99_ms", "middleware_throughput_ratio"],
         ),

@@ -47,7 +47,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from resilience.breaker import ASK_STORE, CircuitBreaker, Permit
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from redis.asyncio.client import PubSub
 
 logger = logging.getLogger("resilience.store")
+T = TypeVar("T")
 
 SCRIPT = resources.files("resilience.store").joinpath("breakers.lua").read_text()
 _CLOSED = BreakerState.CLOSED
@@ -130,7 +131,7 @@ class SharedBreaker(CircuitBreaker):
     While the store is offline it is an ordinary process-local breaker.
     """
 
-    __slots__ = ("_store", "unsent_successes")
+    __slots__ = ("_store", "_verdicts", "unsent_successes")
 
     def __init__(
         self,
@@ -153,10 +154,19 @@ class SharedBreaker(CircuitBreaker):
         self._store = store
         self.unsent_successes = 0
         """Successes counted here and not yet sent to Redis."""
+        self._verdicts: set[asyncio.Task[None]] = set()
+        """Verdicts sent and not yet answered: until they are, admission asks Redis."""
         if store.online:
             self._permit = Permit(0, shared=True)
 
     # -- admission ---------------------------------------------------------------------------
+
+    def acquire(self) -> Permit:
+        if self._state is _CLOSED and not self._verdicts:
+            gate = self._gate
+            if gate is None or gate._state is _CLOSED:
+                return self._permit
+        return self._acquire_slow()
 
     def _acquire_slow(self) -> Permit:
         if not self._store.online:
@@ -173,8 +183,9 @@ class SharedBreaker(CircuitBreaker):
                 retry_after_s=gate._retry_at - now,
                 provider_wide=True,
             )
-        # a cooldown is over, probes are out, or an admin opened it (and may have reset it a
-        # moment ago from another process): only Redis knows who goes
+        # a cooldown is over, probes are out, an admin opened it (and may have reset it a
+        # moment ago from another process), or this process's last failures are still on
+        # their way (they may trip it): only Redis knows who goes
         return ASK_STORE
 
     async def admit(self) -> Permit:
@@ -189,7 +200,7 @@ class SharedBreaker(CircuitBreaker):
         if not store.online:
             super().record_success(permit)
         elif permit.token or (permit.gate is not None and permit.gate.token):
-            store.settle(self, permit, None, None)
+            self._track(store.settle(self, permit, None, None))
         elif permit.shared:
             now = self._clock()
             if now >= self._bucket_end:
@@ -213,7 +224,7 @@ class SharedBreaker(CircuitBreaker):
                 self._roll(now)
             self._calls += 1
             self._fails += 1
-            store.settle(self, permit, kind, retry_after_s)
+            self._track(store.settle(self, permit, kind, retry_after_s))
 
     def release(self, permit: Permit) -> None:
         store = self._store
@@ -223,6 +234,15 @@ class SharedBreaker(CircuitBreaker):
         gate_token = permit.gate.token if permit.gate is not None else ""
         if permit.token or gate_token:
             store.spawn(store.release(self, permit.token, gate_token))
+
+    def _track(self, verdict: asyncio.Task[None]) -> None:
+        self._verdicts.add(verdict)
+        verdict.add_done_callback(self._verdicts.discard)
+
+    async def answered(self) -> None:
+        """Wait until Redis has answered every verdict this process sent for the breaker."""
+        if self._verdicts:
+            await asyncio.wait(list(self._verdicts))
 
     # -- admin -------------------------------------------------------------------------------
 
@@ -315,9 +335,10 @@ class RedisStore(MemoryStore):
         sync_interval_s: float = 0.25,
         reconnect_s: float = 1.0,
         timeout_s: float = 1.0,
+        max_connections: int = 32,
     ) -> None:
         try:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
             raise RuntimeError(
                 "REDIS_URL is set but the redis package is missing: pip install 'resilience[redis]'"
@@ -344,9 +365,17 @@ class RedisStore(MemoryStore):
         self.online = False
         self.unsent: list[SharedBreaker] = []
         self.stats = StoreStatus(url=redact(url))
-        self._redis: Redis = Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        # a burst of failures waits for a connection rather than failing (a plain pool raises
+        # "Too many connections"); one connection is the subscription's
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
         )
+        self._pool = pool
+        self._redis: Redis = Redis(connection_pool=pool)
         self._script = self._redis.register_script(SCRIPT)
         self._channel = f"{prefix}:changes"
         self._ttl = repr(idle_ttl_s)
@@ -392,20 +421,31 @@ class RedisStore(MemoryStore):
             await asyncio.gather(self._runner, return_exceptions=True)
         await self._drop_pubsub()
         await self._redis.aclose()
+        await self._pool.disconnect()  # a pool passed in is not closed by aclose()
 
     def status(self) -> dict[str, Any]:
         return self.stats.as_dict()
 
-    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run `work` without making the caller wait; kept until done, awaited by `aclose()`."""
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- what SharedBreaker asks ---------------------------------------------------------------
 
     async def admit(self, breaker: SharedBreaker) -> Permit:
-        """Half-open admission (or a cooldown that is over), decided by Redis for everyone."""
+        """Admission decided by Redis for everyone: half-open probes, a cooldown that is
+        over, or a closed breaker whose last failures may have tripped it (their verdicts
+        go first)."""
+        if breaker._verdicts:
+            await breaker.answered()
+            permit = breaker.acquire()  # its view is up to date now: it may decide alone
+            if permit is not ASK_STORE:
+                return permit
+        if not self.online:
+            return breaker.acquire()
         token = uuid.uuid4().hex[:16]
         call = asyncio.ensure_future(self._call("admit", breaker, token))
         try:
@@ -423,9 +463,9 @@ class RedisStore(MemoryStore):
         permit: Permit,
         kind: ErrorKind | None,
         retry_after_s: float | None,
-    ) -> None:
+    ) -> asyncio.Task[None]:
         """Send a verdict from a task; the caller goes on at once."""
-        self.spawn(self._settle(breaker, permit, kind, retry_after_s))
+        return self.spawn(self._settle(breaker, permit, kind, retry_after_s))
 
     async def release(self, breaker: SharedBreaker, token: str, gate_token: str) -> None:
         await self._call("release", breaker, token, gate_token)
