@@ -422,7 +422,9 @@ class ResilientClient:
                 tally = tallies.get(target)
                 if tally is None:
                     tally = tallies[target] = _Tally(target)
-                if not self._within_rate(walk.tenant, target.provider, walk.policy):
+                if self._rated(target.provider, walk.policy) and not await self._within_rate(
+                    walk.tenant, target.provider, walk.policy
+                ):
                     tally.rate_limited(self._token_wait_s(target.provider, walk))
                     continue
                 breaker = self.registry.get(walk.tenant, target.provider)
@@ -551,7 +553,9 @@ class ResilientClient:
             wait_s, policy=self.retry, deadline=walk.deadline, sleep=self._sleep
         ):
             return None
-        if not self._within_rate(walk.tenant, target.provider, walk.policy):
+        if self._rated(target.provider, walk.policy) and not await self._within_rate(
+            walk.tenant, target.provider, walk.policy
+        ):
             return None
         number = outcome.attempts + 1
         try:
@@ -568,17 +572,22 @@ class ResilientClient:
 
     # -- rate limits ---------------------------------------------------------------------------
 
-    def _within_rate(self, tenant: TenantId, provider: ProviderName, policy: TenantPolicy) -> bool:
-        """Take a token from the tenant's and the provider's rpm buckets, where limits are set.
+    def _rated(self, provider: ProviderName, policy: TenantPolicy) -> bool:
+        """Whether a request-rate limit applies (only then is a bucket asked)."""
+        return bool(self.rpm.get(provider) or policy.rpm.get(provider))
+
+    async def _within_rate(
+        self, tenant: TenantId, provider: ProviderName, policy: TenantPolicy
+    ) -> bool:
+        """Take a token from the tenant's and the provider's rpm buckets, where limits are set
+        (shared by every process with the Redis store: one round trip each).
 
         Refused: the call is skipped, and counted in `rate_limit_skips`."""
         limit = self.rpm.get(provider)
         own = policy.rpm.get(provider)
-        if not limit and not own:
-            return True
-        take = self.registry.store.take_token
-        if (own and not take((tenant, provider), own)) or (
-            limit and not take((PROVIDER_WIDE, provider), limit)
+        take = self.registry.store.atake_token
+        if (own and not await take((tenant, provider), own)) or (
+            limit and not await take((PROVIDER_WIDE, provider), limit)
         ):
             self.rate_limit_skips[provider] = self.rate_limit_skips.get(provider, 0) + 1
             return False

@@ -41,6 +41,11 @@ class BreakerStore(Protocol):
         """Seconds until `key`'s bucket has a token again."""
         ...
 
+    async def atake_token(self, key: BreakerKey, rpm: float) -> bool:
+        """`take_token`, from a bucket every process shares where the store is shared
+        (one round trip to Redis); the client uses this one."""
+        ...
+
     async def start(self) -> None:
         """Connect to shared state, if any; the client calls it before its first request."""
         ...

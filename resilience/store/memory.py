@@ -87,6 +87,9 @@ class MemoryStore:
         self._rotate(self._clock())
         return before - len(self)
 
+    async def atake_token(self, key: BreakerKey, rpm: float) -> bool:
+        return self._limits.take(key, rpm)
+
     async def start(self) -> None:
         """Nothing to connect to."""
 

@@ -66,6 +66,7 @@ logger = logging.getLogger("resilience.store")
 T = TypeVar("T")
 
 SCRIPT = resources.files("resilience.store").joinpath("breakers.lua").read_text()
+TOKENS = resources.files("resilience.store").joinpath("tokens.lua").read_text()
 _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
 
@@ -377,6 +378,10 @@ class RedisStore(MemoryStore):
         self._pool = pool
         self._redis: Redis = Redis(connection_pool=pool)
         self._script = self._redis.register_script(SCRIPT)
+        self._tokens = self._redis.register_script(TOKENS)
+        self._token_waits: dict[BreakerKey, tuple[float, float]] = {}
+        """Per bucket: the wait Redis last reported, and when (this process's clock)."""
+        self.token_wait_s = self._shared_token_wait_s
         self._channel = f"{prefix}:changes"
         self._ttl = repr(idle_ttl_s)
         self._sync_interval_s = sync_interval_s
@@ -486,6 +491,32 @@ class RedisStore(MemoryStore):
         return None if reply is None else bool(reply.get("changed"))
 
     # -- BreakerStore ------------------------------------------------------------------------
+
+    async def atake_token(self, key: BreakerKey, rpm: float) -> bool:
+        """One token from the bucket all processes share; this process's own while Redis
+        is away."""
+        if rpm <= 0:
+            return True
+        if not self.online:
+            return self.take_token(key, rpm)
+        tenant, provider = key
+        try:
+            taken, wait = await self._tokens(
+                keys=[f"{self.prefix}:rl:{provider}:{tenant}"], args=[repr(float(rpm))]
+            )
+        except (OSError, _redis_errors()) as exc:
+            self._lost(exc)
+            return self.take_token(key, rpm)
+        self._token_waits[key] = (float(wait), self.clock())
+        if len(self._token_waits) > 10_000:  # a wait is only read right after its take
+            self._token_waits = {key: self._token_waits[key]}
+        return bool(taken)
+
+    def _shared_token_wait_s(self, key: BreakerKey) -> float:
+        if not self.online:
+            return self._limits.wait_s(key)
+        wait, at = self._token_waits.get(key, (0.0, 0.0))
+        return max(0.0, wait - (self.clock() - at))
 
     def breakers(self) -> Iterator[CircuitBreaker]:
         """Every breaker this process holds, and every breaker Redis has that is not closed."""
@@ -783,28 +814,35 @@ class RedisStore(MemoryStore):
             )
 
     async def _run(self) -> None:
-        """Follow the change channel, flush successes, and reconnect after an outage."""
-        flushed = self.clock()
+        """Follow the change channel, flush successes, and reconnect after an outage.
+
+        Never ends before `aclose()`: whatever goes wrong makes the store local and retried.
+        """
+        loop = asyncio.get_running_loop()
+        flushed = loop.time()
         while not self._closing:
             if not self.online:
                 await asyncio.sleep(self._reconnect_s)
                 try:
                     await self._connect()
-                except (OSError, _redis_errors()) as exc:
+                except Exception as exc:  # down, or half up: try again later
                     self.stats.last_error = _describe(exc)
                 continue
-            pubsub = self._pubsub
-            assert pubsub is not None
             try:
+                pubsub = self._pubsub
+                if pubsub is None:
+                    raise ConnectionError("the subscription was dropped")
                 message = await pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=self._sync_interval_s
                 )
                 if message is not None and message.get("type") == "message":
                     self._seen(SharedView.parse(json.loads(message["data"])), self.clock())
-                if self.unsent and self.clock() - flushed >= self._sync_interval_s:
-                    flushed = self.clock()
+                if self.unsent and loop.time() - flushed >= self._sync_interval_s:
+                    flushed = loop.time()
                     await self._flush()
-            except (OSError, _redis_errors()) as exc:
+            except Exception as exc:
+                if not isinstance(exc, OSError | _redis_errors()):
+                    logger.exception("shared breaker store: unexpected error; reconnecting")
                 self._lost(exc)
 
     def _lost(self, exc: BaseException) -> None:

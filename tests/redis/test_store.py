@@ -362,6 +362,27 @@ async def test_redis_down_falls_back_to_local_breakers_and_resyncs_when_it_retur
             assert reasons == [TransitionReason.THRESHOLD, TransitionReason.THRESHOLD]
 
 
+async def test_rate_limit_buckets_are_shared_by_every_store(redis_url: str, prefix: str) -> None:
+    async with fleet(redis_url, prefix, 2) as f:
+        taken = [await f.store(i % 2).atake_token(("t1", "p"), 60) for i in range(100)]
+        # a full bucket of 60, refilled at one a second while this runs (well under a second)
+        assert 60 <= sum(taken) <= 61
+        assert taken[:60] == [True] * 60
+        assert 0 < f.store(0).token_wait_s(("t1", "p")) <= 1.0
+        assert await f.store(1).atake_token(("t2", "p"), 60)  # another key: its own bucket
+
+
+async def test_rate_limits_fall_back_to_each_process_while_redis_is_down() -> None:
+    with redis_server() as server:
+        async with fleet(server.url, "rates", 1, reconnect_s=60) as f:
+            store = f.store(0)
+            assert sum([await store.atake_token(("t", "p"), 5) for _ in range(5)]) == 5
+            server.stop()
+            # Redis's bucket is empty, this process's own is full: requests go on
+            assert sum([await store.atake_token(("t", "p"), 5) for _ in range(9)]) == 5
+            assert not store.online
+
+
 def test_the_url_shown_has_no_password() -> None:
     assert redact("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
     assert redact("redis://user:s3cret@cache/1") == "redis://user:***@cache/1"
