@@ -5,7 +5,8 @@ Usage: python bench/soak.py [--quick]
 The long form of `tests/hardening/test_load.py` (same harness, `tests/hardening/load.py`):
 500 concurrent clients (half streaming) for 60 s against the chaos upstream with 30% of
 upstream requests faulted, spread over all 14 fault kinds; the audit database is a
-PostgreSQL cluster of the run's own, stopped for 30 s a third of the way in. Then a second
+PostgreSQL cluster of the run's own, stopped for 30 s a third of the way in, and breakers are
+shared through a Redis server of the run's own, killed for 20 s halfway in. Then a second
 run with SIGTERM halfway and a restart on the same database and spool. Prints what the
 README's Reliability section quotes. The baseline is the run's own warm-up: memory, file
 descriptors and tasks after warm-up against the same after the run.
@@ -25,9 +26,23 @@ from tests.hardening.load import LoadPlan, LoadReport, run_load
 
 QUICK = "--quick" in sys.argv
 LOAD = (
-    LoadPlan(clients=50, duration_s=6, postgres=True, postgres_outage_s=2)
+    LoadPlan(
+        clients=50,
+        duration_s=6,
+        postgres=True,
+        postgres_outage_s=2,
+        redis=True,
+        redis_outage_s=1.5,
+    )
     if QUICK
-    else LoadPlan(clients=500, duration_s=60, postgres=True, postgres_outage_s=30)
+    else LoadPlan(
+        clients=500,
+        duration_s=60,
+        postgres=True,
+        postgres_outage_s=30,
+        redis=True,
+        redis_outage_s=20,
+    )
 )
 SIGTERM = (
     LoadPlan(clients=50, duration_s=6, sigterm_at_s=3)
@@ -47,7 +62,8 @@ def main() -> None:
     load, load_s = asyncio.run(run(LOAD))
     print(
         f"load: {LOAD.clients} clients, {LOAD.duration_s:.0f} s, database down "
-        f"{LOAD.postgres_outage_s:.0f} s ({load_s:.0f} s with set-up)"
+        f"{LOAD.postgres_outage_s:.0f} s, Redis (shared breakers) down "
+        f"{LOAD.redis_outage_s:.0f} s ({load_s:.0f} s with set-up)"
     )
     for line in load.lines():
         print("  " + line)

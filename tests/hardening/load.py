@@ -27,6 +27,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ import httpx
 
 from resilience.chaos import Fault
 from resilience.resolvers import hash_key
-from tests.servers import PostgresServer, postgres_server
+from tests.servers import PostgresServer, RedisServer, postgres_server, redis_server
 
 FAULTS: dict[str, Fault] = {
     "status_500": Fault(status=500),
@@ -70,6 +71,10 @@ class LoadPlan:
     postgres: bool = False
     postgres_outage_s: float | None = None
     """Stop the audit database this long, starting at a third of the run."""
+    redis: bool = False
+    """Share breakers through a Redis server of the run's own (`REDIS_URL`)."""
+    redis_outage_s: float | None = None
+    """Kill that Redis this long, starting at half of the run, then start it again."""
     sigterm_at_s: float | None = None
     """Send SIGTERM to the gateway this far into the run, then restart it on the same
     database and spool to see that nothing was lost."""
@@ -97,6 +102,8 @@ class LoadReport:
     audit_rows: int = 0
     refused_after_sigterm: int = 0
     gateway_exit_s: float | None = None
+    store_outages: int = 0
+    store_resyncs: int = 0
 
     @property
     def audit_lost(self) -> int:
@@ -120,6 +127,7 @@ class LoadReport:
             f"{self.tasks_end}",
             f"audit: {self.audit_received} transitions, {self.audit_rows} rows, "
             f"lost {self.audit_lost}",
+            f"breaker store (Redis): outages {self.store_outages}, resyncs {self.store_resyncs}",
             f"log alarms: {len(self.log_alarms)}",
         ]
 
@@ -224,6 +232,7 @@ class Run:
         self.root = f"http://127.0.0.1:{self.gateway_port}"
         self.gateway_log = workdir / "gateway.log"
         self.pg: PostgresServer | None = None
+        self.redis: RedisServer | None = None
         self.sigterm_sent = False
         self.env = {
             **os.environ,
@@ -354,12 +363,14 @@ async def run_load(plan: LoadPlan, workdir: Path) -> LoadReport:
     gateway = run.gateway()
     try:
         await run.wait_up(f"{run.upstream}/_chaos/faults")
-        if plan.postgres:
-            with postgres_server() as pg:
-                run.pg = pg
-                run.env["DATABASE_URL"] = pg.url
-                return await _drive(run, gateway)
-        return await _drive(run, gateway)
+        with ExitStack() as servers:
+            if plan.postgres:
+                run.pg = servers.enter_context(postgres_server())
+                run.env["DATABASE_URL"] = run.pg.url
+            if plan.redis:
+                run.redis = servers.enter_context(redis_server())
+                run.env["REDIS_URL"] = run.redis.url
+            return await _drive(run, gateway)
     finally:
         if gateway.proc is not None:
             await gateway.stop(signal.SIGKILL)
@@ -389,6 +400,8 @@ async def _drive(run: Run, gateway: Process) -> LoadReport:
         report.rss_end_kib, report.rss_peak_kib, report.fds_end = proc_status(gateway.pid)
         report.tasks_end = int(end["resilience_event_loop_tasks"])
         report.audit_received += int(end["resilience_audit_received_total"])
+        report.store_outages = int(end.get("resilience_breaker_store_outages_total", 0))
+        report.store_resyncs = int(end.get("resilience_breaker_store_resyncs_total", 0))
         report.audit_rows = await _rows_when_settled(run.env["DATABASE_URL"], report.audit_received)
         hits = (await control.get(f"{run.upstream}/_chaos/hits", timeout=60)).json()["hits"]
     report.upstream_requests = len(hits)
@@ -445,6 +458,11 @@ async def _events(run: Run, gateway: Process, started: float) -> None:
         await asyncio.to_thread(run.pg.stop)
         await asyncio.sleep(plan.postgres_outage_s)
         await asyncio.to_thread(run.pg.start)
+    if plan.redis_outage_s is not None and run.redis is not None:
+        await asyncio.sleep(max(0.0, started + plan.duration_s / 2 - time.monotonic()))
+        await asyncio.to_thread(run.redis.stop)
+        await asyncio.sleep(plan.redis_outage_s)
+        await asyncio.to_thread(run.redis.start)
     if plan.sigterm_at_s is not None:
         await asyncio.sleep(max(0.0, started + plan.sigterm_at_s - time.monotonic()))
         run.sigterm_sent = True

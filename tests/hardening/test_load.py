@@ -22,8 +22,18 @@ def assert_clean(report: LoadReport) -> None:
 
 
 @pytest.mark.postgres
-async def test_200_clients_with_30_percent_faults_and_a_database_outage(tmp_path: Path) -> None:
-    plan = LoadPlan(clients=200, duration_s=12, postgres=True, postgres_outage_s=4)
+@pytest.mark.redis
+async def test_200_clients_with_30_percent_faults_a_database_and_a_redis_outage(
+    tmp_path: Path,
+) -> None:
+    plan = LoadPlan(
+        clients=200,
+        duration_s=12,
+        postgres=True,
+        postgres_outage_s=4,
+        redis=True,
+        redis_outage_s=3,
+    )
     report = await run_load(plan, tmp_path)
     print("\n".join(report.lines()))
     assert_clean(report)
@@ -34,6 +44,7 @@ async def test_200_clients_with_30_percent_faults_and_a_database_outage(tmp_path
     assert report.rss_end_kib <= 1.10 * report.rss_warm_kib, report.lines()
     assert report.fds_end <= report.fds_base + 5, report.lines()
     assert report.tasks_end == report.tasks_base, report.lines()
+    assert (report.store_outages, report.store_resyncs) == (1, 1), report.lines()
 
 
 async def test_sigterm_under_load_finishes_requests_and_loses_no_audit_event(
