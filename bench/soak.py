@@ -4,7 +4,7 @@ Usage: python bench/soak.py [--quick]
 
 The long form of `tests/hardening/test_load.py` (same harness, `tests/hardening/load.py`):
 500 concurrent clients (half streaming) for 60 s against the chaos upstream with 30% of
-upstream requests faulted, spread over all 14 fault kinds; the audit database is a
+upstream requests faulted, spread over all 15 fault kinds; the audit database is a
 PostgreSQL cluster of the run's own, stopped for 30 s a third of the way in, and breakers are
 shared through a Redis server of the run's own, killed for 20 s halfway in. Then a second
 run with SIGTERM halfway and a restart on the same database and spool. Prints what the

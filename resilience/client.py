@@ -195,6 +195,7 @@ class ResilientClient:
                 location=p.location,
                 can_embed=p.embeddings,
                 http_client=http_client,
+                max_response_bytes=p.max_response_bytes,
             )
             for name, p in config.providers.items()
         }

@@ -66,6 +66,7 @@ from resilience.config_schema import (
     async_database_url,
 )
 from resilience.policies import BreakerPolicy, RetryPolicy
+from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
 from resilience.routes import Group
 
 __all__ = [
@@ -83,7 +84,17 @@ __all__ = [
 
 _SECTIONS = frozenset({"server", "breaker", "retry", "providers", "routes", "tenants", "admin"})
 _PROVIDER_KEYS = frozenset(
-    {"kind", "api_key_env", "base_url", "timeout_s", "location", "embeddings", "breaker", "rpm"}
+    {
+        "kind",
+        "api_key_env",
+        "base_url",
+        "timeout_s",
+        "location",
+        "embeddings",
+        "breaker",
+        "rpm",
+        "max_response_bytes",
+    }
 )
 
 P = TypeVar("P", BreakerPolicy, RetryPolicy)
@@ -273,4 +284,13 @@ def _provider(
         embeddings=embeddings,
         breaker=_policy(BreakerPolicy, overrides, f"{path}.breaker", breaker),
         rpm=rpm(data.get("rpm", 0), f"{path}.rpm"),
+        max_response_bytes=_max_response_bytes(data, path),
     )
+
+
+def _max_response_bytes(data: Mapping[str, Any], path: str) -> int:
+    raw = data.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
+    value = number(raw, f"{path}.max_response_bytes", integer=True)
+    if value < 1024:
+        raise ConfigError(f"{path}.max_response_bytes", f"must be an integer >= 1024, got {raw!r}")
+    return int(value)

@@ -14,6 +14,7 @@ from typing import Literal
 
 from resilience.exceptions import ResilienceError, UnknownRouteError
 from resilience.policies import BreakerPolicy, RetryPolicy
+from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
 from resilience.routes import Route, Target
 from resilience.types import ProviderName, TenantId
 
@@ -60,6 +61,8 @@ class ProviderConfig:
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     rpm: float = 0.0
     """Requests per minute this provider (this key) accepts, over all tenants; 0: unlimited."""
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    """A larger answer fails the attempt as `invalid_response` instead of filling memory."""
 
     def api_key(self, environ: Mapping[str, str]) -> str | None:
         """The key itself, read at the last moment so it is never stored on this object."""

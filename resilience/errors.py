@@ -247,8 +247,20 @@ _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_*\-]{6,}")
 _MESSAGE_LIMIT = 240
 
 
+class ResponseTooLarge(Exception):
+    """The upstream's answer passed the provider's `max_response_bytes` (see
+    `resilience.providers.limits`); classified `invalid_response`, whatever wraps it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the upstream's answer is larger than {limit} bytes")
+        self.limit = limit
+
+
 def _classify(exc: BaseException, now: Clock) -> Classification:
     chain = list(_chain(exc))
+    for link in chain:  # before the SDK's wrapper (a connection error) is read
+        if isinstance(link, ResponseTooLarge):
+            return Classification(ErrorKind.INVALID_RESPONSE, message=str(link))
     secrets = _secrets(chain)
     for link in chain:
         found = _known(link, now, secrets)

@@ -410,6 +410,14 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ),
     (with_("providers.openai.rpm", "60"), "providers.openai.rpm: expected a number, got '60'"),
     (
+        with_("providers.openai.max_response_bytes", 100),
+        "providers.openai.max_response_bytes: must be an integer >= 1024, got 100",
+    ),
+    (
+        with_("providers.openai.max_response_bytes", 1.5e6),
+        "providers.openai.max_response_bytes: expected an integer, got 1500000.0",
+    ),
+    (
         with_("tenants.acme.providers.openai", {"rpm": True}),
         "tenants.acme.providers.openai.rpm: expected a number, got true",
     ),
@@ -663,6 +671,20 @@ def test_a_group_step_loads_with_its_strategy_and_weights() -> None:
     )
     assert second == Target("anthropic", "claude-x")
     assert config.routes["chat"].providers == {"openai", "local", "anthropic"}
+
+
+def test_max_response_bytes_defaults_to_32_mib_and_reaches_the_provider() -> None:
+    from resilience.client import ResilientClient
+    from resilience.providers.limits import _LIMITS
+    from resilience.providers.openai import OpenAIProvider
+
+    config = parse_config(with_("providers.openai.max_response_bytes", 65_536), environ=ENV)
+    assert config.providers["openai"].max_response_bytes == 65_536
+    assert config.providers["anthropic"].max_response_bytes == 32 * 1024 * 1024
+    client = ResilientClient.from_config(config, environ=ENV)
+    openai = client.providers["openai"]
+    assert isinstance(openai, OpenAIProvider)
+    assert _LIMITS[openai.http_client] == 65_536
 
 
 def test_rpm_for_providers_and_for_a_tenant_per_provider() -> None:

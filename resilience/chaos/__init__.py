@@ -34,9 +34,9 @@ The first live rule that matches (upstream, model, api_key, api; None matches an
 decides a request's fault; `times=N` rules expire after N matches. Fields of `Fault`
 combine: `latency_s`, `hang`, `status` (+ `error_type`, `error_code`, `message`,
 `retry_after`, `retry_after_ms`), `wrong_content_type`, `malformed_body`, `truncated_body`,
-and for streams `chunk_delay_s`, `error_event_after_chunks`, `drop_after_chunks`,
-`reset_after_chunks`, `stall_after_chunks`, `no_end_marker` (N counts content chunks; an N
-past the end applies just before the end of the stream).
+`body_bytes` (padding), and for streams `chunk_delay_s`, `error_event_after_chunks`,
+`drop_after_chunks`, `reset_after_chunks`, `stall_after_chunks`, `no_end_marker` (N counts
+content chunks; an N past the end applies just before the end of the stream).
 
 From another process (`resilience chaos --port 8900`), script it over HTTP::
 

@@ -354,6 +354,8 @@ def _error(api: Api, fault: Fault) -> Response:
 
 
 def _json(payload: dict[str, Any], fault: Fault) -> Response:
+    if fault.body_bytes:
+        payload = {**payload, "chaos_padding": "x" * fault.body_bytes}
     text = json.dumps(payload)
     if fault.malformed_body:
         text = "{chaos: this is not json"

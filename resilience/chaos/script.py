@@ -16,6 +16,7 @@ _COUNTS = (
     "reset_after_chunks",
     "error_event_after_chunks",
     "stall_after_chunks",
+    "body_bytes",
 )
 _TEXTS = ("error_type", "error_code", "message", "retry_after", "retry_after_ms")
 _FLAGS = ("hang", "no_end_marker", "malformed_body", "truncated_body", "wrong_content_type")
@@ -64,6 +65,9 @@ class Fault:
     """A 200 whose JSON is cut in half (non-streaming answers only)."""
     wrong_content_type: bool = False
     """A 200 `text/html` page instead of the API's answer."""
+    body_bytes: int | None = None
+    """A healthy answer padded to about this many bytes: an extra JSON field (a stream:
+    SSE comment lines before the first event), so only its size is wrong."""
 
     def __post_init__(self) -> None:
         # Faults also arrive as JSON over the control API: fail there, not mid-request.

@@ -88,6 +88,11 @@ class EventStream(Response):
             content[0] = frames.garbled
         for frame in frames.head:
             await emit(frame)
+        padding = fault.body_bytes or 0
+        while padding > 0:  # SSE comment lines: parsers skip them, the bytes still come
+            line = min(padding, 65_536)
+            await emit(b":" + b"x" * line + b"\n\n")
+            padding -= line
         for sent in range(len(content) + 1):
             if sent and fault.chunk_delay_s:
                 await self.sleep(fault.chunk_delay_s)

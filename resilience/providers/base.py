@@ -24,6 +24,7 @@ from resilience.models import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES, cap_response_size
 from resilience.types import ProviderName
 
 ProviderKind = Literal["anthropic", "openai"]
@@ -72,6 +73,7 @@ def build_provider(
     location: Location = "cloud",
     can_embed: bool | None = None,
     http_client: httpx2.AsyncClient | None = None,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> Provider:
     """An adapter for `kind`, built explicitly (no SDK environment defaults, no SDK retries).
 
@@ -85,6 +87,7 @@ def build_provider(
         location: "local" providers stay eligible for `local_only` tenants.
         can_embed: openai kind only; None means True. Anthropic has no embeddings API.
         http_client: a shared pool; None creates one, closed by `aclose()`.
+        max_response_bytes: a larger answer fails the attempt (`invalid_response`).
     """
     if kind == "anthropic":
         from resilience.providers.anthropic import AnthropicProvider
@@ -98,6 +101,7 @@ def build_provider(
             timeout_s=timeout_s,
             location=location,
             http_client=http_client,
+            max_response_bytes=max_response_bytes,
         )
     if kind != "openai":
         raise ValueError(f"providers.{name}.kind: expected anthropic or openai, got {kind!r}")
@@ -111,6 +115,7 @@ def build_provider(
         location=location,
         can_embed=True if can_embed is None else can_embed,
         http_client=http_client,
+        max_response_bytes=max_response_bytes,
     )
 
 
@@ -146,6 +151,7 @@ class SdkAdapter(Generic[C]):
         timeout_s: float = 60.0,
         location: Location = "cloud",
         http_client: httpx2.AsyncClient | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.name = name
         self.location: Location = location
@@ -157,6 +163,7 @@ class SdkAdapter(Generic[C]):
             timeout=self.timeout,
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
         )
+        cap_response_size(self.http_client, max_response_bytes)
         self._clients: dict[str, C] = {}
 
     def client(self, api_key: str | None = None) -> C:

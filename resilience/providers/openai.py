@@ -29,6 +29,7 @@ from resilience.models import (
     tool_spec,
 )
 from resilience.providers.base import Location, ProviderKind, SdkAdapter
+from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
 from resilience.types import ProviderName
 
 
@@ -48,6 +49,7 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
         location: Location = "cloud",
         can_embed: bool = True,
         http_client: httpx2.AsyncClient | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         super().__init__(
             name,
@@ -56,6 +58,7 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
             timeout_s=timeout_s,
             location=location,
             http_client=http_client,
+            max_response_bytes=max_response_bytes,
         )
         self.can_embed = can_embed
 

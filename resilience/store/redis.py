@@ -752,10 +752,12 @@ class RedisStore(MemoryStore):
 
     async def _connect(self) -> None:
         """Subscribe, share what this process decided alone, then load the shared state."""
+        reconnect = self.stats.outages > 0
+        if reconnect:  # pooled connections to the Redis that went away are dead: drop them
+            await self._pool.disconnect()
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self._channel)
-            reconnect = self.stats.outages > 0
             if reconnect:
                 await self._adopt()
             raw = await self._script(

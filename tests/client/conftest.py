@@ -22,6 +22,7 @@ from resilience.models import ChatRequest, Message
 from resilience.policies import BreakerPolicy, RetryPolicy
 from resilience.providers.anthropic import AnthropicProvider
 from resilience.providers.base import Provider
+from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
 from resilience.providers.openai import OpenAIProvider
 from resilience.registry import BreakerRegistry
 from resilience.routes import Route, Target
@@ -57,6 +58,7 @@ class Harness:
         breaker: BreakerPolicy | None = None,
         timeout_s: float = 5.0,
         real_time: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> ResilientClient:
         if served:
             root = await self._stack.enter_async_context(self.chaos.serve())
@@ -73,7 +75,7 @@ class Harness:
         clock: Clock = time.monotonic if real_time else self.clock
         sleep: Sleep = asyncio.sleep if real_time else self.clock.sleep
         return ResilientClient(
-            providers=providers_for(root, http, timeout_s),
+            providers=providers_for(root, http, timeout_s, max_response_bytes),
             routes=routes or DEFAULT_ROUTES,
             tenants=tenants,
             registry=registry,
@@ -83,7 +85,12 @@ class Harness:
         )
 
 
-def providers_for(root: str, http: httpx2.AsyncClient, timeout_s: float) -> dict[str, Provider]:
+def providers_for(
+    root: str,
+    http: httpx2.AsyncClient,
+    timeout_s: float,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> dict[str, Provider]:
     return {
         "primary": OpenAIProvider(
             "primary",
@@ -91,6 +98,7 @@ def providers_for(root: str, http: httpx2.AsyncClient, timeout_s: float) -> dict
             base_url=f"{root}/primary/v1",
             timeout_s=timeout_s,
             http_client=http,
+            max_response_bytes=max_response_bytes,
         ),
         "fallback": AnthropicProvider(
             "fallback",
@@ -98,6 +106,7 @@ def providers_for(root: str, http: httpx2.AsyncClient, timeout_s: float) -> dict
             base_url=f"{root}/fallback",
             timeout_s=timeout_s,
             http_client=http,
+            max_response_bytes=max_response_bytes,
         ),
         "local": OpenAIProvider(
             "local",
@@ -106,6 +115,7 @@ def providers_for(root: str, http: httpx2.AsyncClient, timeout_s: float) -> dict
             timeout_s=timeout_s,
             location="local",
             http_client=http,
+            max_response_bytes=max_response_bytes,
         ),
     }
 

@@ -38,6 +38,9 @@ from resilience.chaos import Fault
 from resilience.resolvers import hash_key
 from tests.servers import PostgresServer, RedisServer, postgres_server, redis_server
 
+MAX_RESPONSE_BYTES = 65_536
+"""The gateway's `max_response_bytes` for both providers; `gigantic_body` sends 4 times it."""
+
 FAULTS: dict[str, Fault] = {
     "status_500": Fault(status=500),
     "status_503": Fault(status=503),
@@ -53,6 +56,7 @@ FAULTS: dict[str, Fault] = {
     "error_event_after_chunks": Fault(error_event_after_chunks=1),
     "stall_after_chunks": Fault(stall_after_chunks=1),
     "trickle": Fault(chunk_delay_s=0.05),
+    "gigantic_body": Fault(body_bytes=4 * MAX_RESPONSE_BYTES),
 }
 """Every fault kind of the chaos upstream; `hang` and `stall` end by the provider timeout."""
 
@@ -201,12 +205,14 @@ kind = "openai"
 api_key_env = "UPSTREAM_KEY"
 base_url = "{upstream}/primary/v1"
 timeout_s = {UPSTREAM_TIMEOUT_S}
+max_response_bytes = {MAX_RESPONSE_BYTES}
 
 [providers.claude]
 kind = "anthropic"
 api_key_env = "UPSTREAM_KEY"
 base_url = "{upstream}/claude"
 timeout_s = {UPSTREAM_TIMEOUT_S}
+max_response_bytes = {MAX_RESPONSE_BYTES}
 
 [routes.chat]
 targets = ["primary:gpt-4.1", "claude:claude-sonnet-4-6"]
