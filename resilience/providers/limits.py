@@ -1,8 +1,9 @@
 """A ceiling on the size of an upstream's answer.
 
 Without one, a runaway or hostile upstream can send a body of any size, and the
-SDK reads a non-streamed answer whole into memory. With it, the body is counted
-as it arrives and the attempt fails at the limit with `ResponseTooLarge`
+SDK reads a non-streamed answer whole into memory. With it, an answer that declares
+a larger `content-length` is refused before its body is read, and one without (a
+stream) is counted as it arrives; the attempt fails with `ResponseTooLarge`
 (classified `invalid_response`: retried, counted on the breaker, free to fall
 back), and the connection is closed, not returned to the pool half read.
 """
@@ -57,9 +58,11 @@ def cap_response_size(client: httpx2.AsyncClient, max_bytes: int) -> None:
         limit = _LIMITS.get(owner) if owner is not None else None
         if limit is None:
             return
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise ResponseTooLarge(limit)
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                raise ResponseTooLarge(limit)
+            return  # HTTP/1.1 and HTTP/2 refuse a body longer than it declared
         stream = response.stream
         if isinstance(stream, httpx2.AsyncByteStream):
             response.stream = _Capped(stream, limit)

@@ -55,6 +55,12 @@ class Fleet:
         for i in range(len(self.registries)):
             await self.store(i).flush()
 
+    async def trip(self, i: int = 0, tenant: str = "t1") -> None:
+        """Five failures (the threshold) through store `i`, answered by Redis."""
+        for _ in range(5):
+            await fail(self.breaker(i, tenant))
+        await self.settle()
+
 
 @asynccontextmanager
 async def fleet(
@@ -149,9 +155,7 @@ async def test_half_open_admits_exactly_n_probes_to_100_callers_over_four_stores
 ) -> None:
     policy = BreakerPolicy(cooldown_s=0.2, half_open_max_calls=3, provider_wide_min_tenants=0)
     async with fleet(redis_url, prefix, 4, policy) as f:
-        for _ in range(5):
-            await fail(f.breaker(0))
-        await f.settle()
+        await f.trip()
         await until(lambda: all(f.breaker(i).state is BreakerState.OPEN for i in range(4)))
         await until(lambda: f.breaker(0).state is BreakerState.HALF_OPEN, timeout_s=2)
 
@@ -181,9 +185,7 @@ async def test_a_failed_probe_reopens_with_a_doubled_cooldown_everywhere(
 ) -> None:
     policy = BreakerPolicy(cooldown_s=0.2, provider_wide_min_tenants=0)
     async with fleet(redis_url, prefix, 2, policy) as f:
-        for _ in range(5):
-            await fail(f.breaker(0))
-        await f.settle()
+        await f.trip()
         await until(lambda: f.breaker(1).state is BreakerState.HALF_OPEN, timeout_s=2)
         probe = await admit(f.breaker(1))
         assert probe.probe
@@ -222,9 +224,7 @@ async def test_a_store_started_later_sees_open_breakers_and_keeps_them(
     redis_url: str, prefix: str
 ) -> None:
     async with fleet(redis_url, prefix, 1) as f:
-        for _ in range(5):
-            await fail(f.breaker(0))
-        await f.settle()
+        await f.trip()
         async with fleet(redis_url, prefix, 1) as later:
             breaker = later.breaker(0)
             assert breaker.state is BreakerState.OPEN
@@ -244,9 +244,7 @@ async def test_the_provider_wide_gate_opens_once_when_three_tenants_trip_on_thre
     policy = BreakerPolicy(provider_wide_min_tenants=3, provider_wide_streak=0)
     async with fleet(redis_url, prefix, 3, policy) as f:
         for i, tenant in enumerate(["a", "b", "c"]):
-            for _ in range(5):
-                await fail(f.breaker(i, tenant))
-            await f.store(i).flush()
+            await f.trip(i, tenant)
         gate_events = [(i, r) for i, r in f.events() if r is TransitionReason.PROVIDER_WIDE]
         assert gate_events == [(2, TransitionReason.PROVIDER_WIDE)]
         event = next(e for e in f.sinks[2].events if e.reason is TransitionReason.PROVIDER_WIDE)
@@ -291,9 +289,7 @@ async def test_idle_keys_expire_and_open_ones_outlive_their_cooldown(
         await store.flush()
         key = f"{prefix}:b:p:idle"
         assert 0 < await client.pttl(key) <= 300
-        for _ in range(5):
-            await fail(f.breaker(0, "down"))
-        await store.flush()
+        await f.trip(0, "down")
         # an open breaker's key lives for its cooldown (30 s) plus the idle time
         assert 30_000 < await client.pttl(f"{prefix}:b:p:down") <= 30_300
         await f.registries[0].aforce_open("t1", "p")
@@ -311,9 +307,7 @@ async def test_idle_keys_expire_and_open_ones_outlive_their_cooldown(
 async def test_a_cancelled_admission_gives_its_probe_back(redis_url: str, prefix: str) -> None:
     policy = BreakerPolicy(cooldown_s=0.2, provider_wide_min_tenants=0)
     async with fleet(redis_url, prefix, 1, policy) as f:
-        for _ in range(5):
-            await fail(f.breaker(0))
-        await f.settle()
+        await f.trip()
         await until(lambda: f.breaker(0).state is BreakerState.HALF_OPEN, timeout_s=2)
         task = asyncio.create_task(admit(f.breaker(0)))
         await asyncio.sleep(0)  # the script is on its way
@@ -333,9 +327,7 @@ async def test_redis_down_falls_back_to_local_breakers_and_resyncs_when_it_retur
     caplog.set_level(logging.WARNING, logger="resilience.store")
     with redis_server() as server:
         async with fleet(server.url, "outage", 2, reconnect_s=0.05) as f:
-            for _ in range(5):
-                await fail(f.breaker(0, "before"))
-            await f.settle()
+            await f.trip(0, "before")
             await until(lambda: f.breaker(1, "before").state is BreakerState.OPEN)
             server.stop()
             await until(lambda: not f.store(0).online and not f.store(1).online)
