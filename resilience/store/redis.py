@@ -44,7 +44,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -111,17 +111,17 @@ class StoreStatus:
     outages: int = 0
     resyncs: int = 0
     last_error: str | None = None
-    late_scripts: int = 0
+    local_verdicts: int = 0
     """Verdicts Redis could not take (it went away): the local breaker took them."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """For `/readyz`, which anyone may read: no address (the logs have it, redacted)."""
         return {
             "kind": "redis",
-            "url": self.url,
             "shared": self.shared,
             "outages": self.outages,
             "resyncs": self.resyncs,
+            "local_verdicts": self.local_verdicts,
             "last_error": self.last_error,
         }
 
@@ -358,6 +358,8 @@ class RedisStore(MemoryStore):
         ):
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
+        if max_connections < 2:  # one is the subscription's
+            raise ValueError(f"max_connections: must be >= 2, got {max_connections!r}")
         if not prefix or any(c in prefix for c in " \n"):
             raise ValueError(f"prefix: must be non-empty without spaces, got {prefix!r}")
         self.clock = clock
@@ -398,7 +400,8 @@ class RedisStore(MemoryStore):
     async def start(self) -> None:
         """Connect, load the shared state and follow its changes.
 
-        When it does not, breakers are process-local and a background task keeps trying.
+        If Redis does not answer, breakers are process-local and a background task keeps
+        trying; this returns either way.
         """
         if self._runner is None:
             try:
@@ -721,7 +724,7 @@ class RedisStore(MemoryStore):
         if reply is not None:
             return
         # Redis went away with the verdict: the process-local breaker takes it
-        self.stats.late_scripts += 1
+        self.stats.local_verdicts += 1
         if kind is None:
             CircuitBreaker.record_success(breaker, permit)
         else:
@@ -730,9 +733,11 @@ class RedisStore(MemoryStore):
     async def _flush(self) -> None:
         """Send the successes counted since the last flush: one pipelined round trip."""
         pending, self.unsent = self.unsent, []
-        batch = [(b, b.unsent_successes) for b in pending if b.unsent_successes]
-        for breaker, _ in batch:
-            breaker.unsent_successes = 0
+        batch = []
+        for breaker in pending:  # a breaker may be listed twice (a verdict took its count)
+            if breaker.unsent_successes:
+                batch.append((breaker, breaker.unsent_successes))
+                breaker.unsent_successes = 0
         if not batch:
             return
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -150,6 +150,25 @@ async def test_failure_rate_counts_the_successes_of_every_store(
         assert f.events() == [(0, TransitionReason.THRESHOLD)]
 
 
+async def test_every_call_is_counted_once_in_redis(redis_url: str, prefix: str) -> None:
+    async with fleet(redis_url, prefix, 1) as f:
+        breaker = f.breaker(0)
+        for _ in range(3):
+            breaker.record_success(await admit(breaker))
+        await fail(breaker)  # its verdict carries the three successes along
+        for _ in range(2):
+            breaker.record_success(await admit(breaker))
+        await f.settle()
+        client = aioredis.Redis.from_url(redis_url)
+        fields = [f"w{c}{i}" for i in range(10) for c in "cf"]
+        values = await client.hmget(f"{prefix}:b:p:t1", fields)
+        await client.aclose()
+        counted = dict.fromkeys("cf", 0)
+        for name, value in zip(fields, values, strict=True):
+            counted[name[1]] += int(value or 0)
+        assert counted == {"c": 6, "f": 1}
+
+
 async def test_half_open_admits_exactly_n_probes_to_100_callers_over_four_stores(
     redis_url: str, prefix: str
 ) -> None:
