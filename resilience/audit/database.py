@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: processes must not migrate at once there
+    fcntl = None  # type: ignore[assignment]
 from collections.abc import Mapping
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from resilience.config import async_database_url
@@ -47,11 +53,32 @@ async def downgrade(url: str | None = None, revision: str = "base") -> None:
     await asyncio.to_thread(_alembic, "downgrade", database_url(url), revision)
 
 
+def migration_lock_path(url: str) -> Path | None:
+    """The lock file beside a SQLite database; None for PostgreSQL, which migrations lock
+    with an advisory lock inside the database (`migrations/env.py`)."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database:
+        return None
+    return Path(f"{parsed.database}.migrate.lock")
+
+
 def _alembic(action: str, url: str, revision: str) -> None:
+    """Run one alembic command; processes starting together (`uvicorn --workers 4`) take
+    turns, and the later ones find the schema already at `revision`."""
     from alembic import command
     from alembic.config import Config
 
     config = Config(str(ALEMBIC_INI))
     config.set_main_option("script_location", str(ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    getattr(command, action)(config, revision)
+    lock = migration_lock_path(url)
+    if lock is None or fcntl is None:
+        getattr(command, action)(config, revision)
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            getattr(command, action)(config, revision)
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
