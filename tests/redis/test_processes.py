@@ -54,6 +54,35 @@ async def test_a_dead_provider_is_tripped_once_for_every_process(
         assert await total_events(cluster) == ["threshold"]  # and no second one arrives
 
 
+async def test_uvicorn_with_four_workers_on_a_fresh_database_shares_one_breaker(
+    tmp_path: Path, redis_url: str, prefix: str
+) -> None:
+    """The README's deployment: `uvicorn app.main:app --workers 4` with REDIS_URL."""
+    async with Cluster(
+        tmp_path, redis_url=redis_url, prefix=prefix, n=1, uvicorn_workers=4
+    ) as cluster:
+        log = cluster.gateways[0].log
+        for _ in range(200):  # /healthz answers as soon as one worker is up
+            if log.read_text().count("Application startup complete") == 4:
+                break
+            await asyncio.sleep(0.05)
+        assert log.read_text().count("Application startup complete") == 4, log.read_text()
+        await cluster.fault({"status": 503})
+        statuses = await asyncio.gather(*(cluster.chat(0) for _ in range(4)))
+        statuses += [await cluster.chat(0) for _ in range(36)]
+        assert set(statuses) == {503}
+        assert THRESHOLD <= await cluster.hits() <= THRESHOLD + 3 + 3  # in flight, staleness
+        await cluster.clear_hits()
+        assert set(await asyncio.gather(*(cluster.chat(0) for _ in range(100)))) == {503}
+        assert await cluster.hits() == 0
+
+        async def one_event() -> bool:
+            return [e["reason"] for e in await cluster.events(0)] == ["threshold"]
+
+        await cluster.until(one_event)  # one audit database, whichever worker wrote it
+        assert "Traceback" not in log.read_text()
+
+
 async def test_half_open_admits_exactly_n_probes_from_100_callers_on_four_processes(
     tmp_path: Path, redis_url: str, prefix: str
 ) -> None:
