@@ -457,22 +457,32 @@ async def _phase(
 
 
 async def _events(run: Run, gateway: Process, started: float) -> None:
-    """The database outage, then SIGTERM, at their times into the main phase."""
+    """The database and Redis outages and SIGTERM, each at its own time into the main
+    phase (the outages may overlap)."""
     plan, report = run.plan, run.report
-    if plan.postgres_outage_s is not None and run.pg is not None:
-        await asyncio.sleep(max(0.0, started + plan.duration_s / 3 - time.monotonic()))
-        await asyncio.to_thread(run.pg.stop)
-        await asyncio.sleep(plan.postgres_outage_s)
-        await asyncio.to_thread(run.pg.start)
-    if plan.redis_outage_s is not None and run.redis is not None:
-        await asyncio.sleep(max(0.0, started + plan.duration_s / 2 - time.monotonic()))
-        await asyncio.to_thread(run.redis.stop)
-        await asyncio.sleep(plan.redis_outage_s)
-        await asyncio.to_thread(run.redis.start)
-    if plan.sigterm_at_s is not None:
-        await asyncio.sleep(max(0.0, started + plan.sigterm_at_s - time.monotonic()))
+
+    async def at(offset_s: float) -> None:
+        await asyncio.sleep(max(0.0, started + offset_s - time.monotonic()))
+
+    async def outage(server: PostgresServer | RedisServer, begin_s: float, for_s: float) -> None:
+        await at(begin_s)
+        await asyncio.to_thread(server.stop)
+        await asyncio.sleep(for_s)
+        await asyncio.to_thread(server.start)
+
+    async def sigterm(at_s: float) -> None:
+        await at(at_s)
         run.sigterm_sent = True
         report.gateway_exit_s = await gateway.stop(signal.SIGTERM, timeout_s=GRACE_S + 10)
+
+    events = []
+    if plan.postgres_outage_s is not None and run.pg is not None:
+        events.append(outage(run.pg, plan.duration_s / 3, plan.postgres_outage_s))
+    if plan.redis_outage_s is not None and run.redis is not None:
+        events.append(outage(run.redis, plan.duration_s / 2, plan.redis_outage_s))
+    if plan.sigterm_at_s is not None:
+        events.append(sigterm(plan.sigterm_at_s))
+    await asyncio.gather(*events)
 
 
 async def _restart_and_settle(run: Run, gateway: Process) -> None:
