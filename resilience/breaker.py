@@ -290,8 +290,7 @@ class CircuitBreaker:
         self, *, actor: str | None = None, duration_s: float | None = None, note: str | None = None
     ) -> bool:
         """Isolate: refuse every call until reset, or for `duration_s` then probe."""
-        if duration_s is not None and not (duration_s > 0 and math.isfinite(duration_s)):
-            raise ValueError(f"duration_s: must be a finite number > 0, got {duration_s!r}")
+        check_duration(duration_s)
         now = self._clock()
         self._retry_at = math.inf if duration_s is None else now + duration_s
         if self._state is _FORCED_OPEN:
@@ -360,13 +359,7 @@ class CircuitBreaker:
             gate_permit = gate._admit(now)
         except CircuitOpenError:
             self.release(own)
-            raise CircuitOpenError(
-                tenant=self.tenant,
-                provider=self.provider,
-                state=gate._state,
-                retry_after_s=gate._wait_s(now),
-                provider_wide=True,
-            ) from None
+            raise self._gate_refusal(gate, now) from None
         if gate_permit is gate._permit:
             return own
         if own is self._permit:
@@ -391,6 +384,16 @@ class CircuitBreaker:
         permit = Permit(self._generation, probe=True, started_at=now)
         probes.append(permit)
         return permit
+
+    def _gate_refusal(self, gate: CircuitBreaker, now: float) -> CircuitOpenError:
+        """This pair's call, refused by the provider-wide gate."""
+        return CircuitOpenError(
+            tenant=self.tenant,
+            provider=self.provider,
+            state=gate._state,
+            retry_after_s=gate._wait_s(now),
+            provider_wide=True,
+        )
 
     def _refusal(self, now: float) -> CircuitOpenError:
         return CircuitOpenError(
@@ -557,6 +560,12 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.tenant!r}, {self.provider!r}, state={self._state})"
+
+
+def check_duration(duration_s: float | None) -> None:
+    """An admin open's `duration_s`: None (until reset) or a finite number > 0."""
+    if duration_s is not None and not (duration_s > 0 and math.isfinite(duration_s)):
+        raise ValueError(f"duration_s: must be a finite number > 0, got {duration_s!r}")
 
 
 def _to_datetime(seconds: float) -> datetime:

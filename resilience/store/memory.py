@@ -107,11 +107,7 @@ class MemoryStore:
 
     def transitioned(self, breaker: CircuitBreaker, event: BreakerTransition) -> None:
         if breaker.tenant != PROVIDER_WIDE:
-            key = (breaker.tenant, breaker.provider)
-            if event.to_state is BreakerState.CLOSED:
-                self._pinned.pop(key, None)
-            else:
-                self._pinned[key] = breaker
+            self._pin(breaker)
         elif event.to_state is BreakerState.OPEN:
             self._trips.pop(breaker.provider, None)
         self._emit(event)
@@ -156,6 +152,16 @@ class MemoryStore:
             observer=self,
             gate=gate,
         )
+
+    def _pin(self, breaker: CircuitBreaker) -> None:
+        """Keep a breaker that is not closed out of eviction; let a closed one go again."""
+        if breaker.tenant == PROVIDER_WIDE:
+            return
+        key = (breaker.tenant, breaker.provider)
+        if breaker.idle:
+            self._pinned.pop(key, None)
+        else:
+            self._pinned[key] = breaker
 
     def _rotate(self, now: float) -> None:
         self._previous = self._current

@@ -48,9 +48,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-from resilience.breaker import ASK_STORE, CircuitBreaker, Permit
+from sqlalchemy.engine import make_url
+
+from resilience.breaker import ASK_STORE, CircuitBreaker, Permit, check_duration
 from resilience.errors import ErrorKind
 from resilience.events import BreakerState, BreakerTransition, TransitionReason
 from resilience.exceptions import CircuitOpenError
@@ -141,14 +142,16 @@ class SharedBreaker(CircuitBreaker):
         *,
         store: RedisStore,
         policy: BreakerPolicy,
+        clock: Clock,
+        wall_clock: Clock,
         gate: CircuitBreaker | None,
     ) -> None:
         super().__init__(
             tenant,
             provider,
             policy=policy,
-            clock=store.clock,
-            wall_clock=store.wall_clock,
+            clock=clock,
+            wall_clock=wall_clock,
             observer=store,
             gate=gate,
         )
@@ -177,13 +180,7 @@ class SharedBreaker(CircuitBreaker):
             raise self._refusal(now)
         gate = self._gate
         if gate is not None and gate._state is _OPEN and now < gate._retry_at:
-            raise CircuitOpenError(
-                tenant=self.tenant,
-                provider=self.provider,
-                state=gate._state,
-                retry_after_s=gate._retry_at - now,
-                provider_wide=True,
-            )
+            raise self._gate_refusal(gate, now)
         # a cooldown is over, probes are out, an admin opened it (and may have reset it a
         # moment ago from another process), or this process's last failures are still on
         # their way (they may trip it): only Redis knows who goes
@@ -260,7 +257,7 @@ class SharedBreaker(CircuitBreaker):
         """Schedules the shared open (await `aforce_open()` to know it is done)."""
         if not self._store.online:
             return super().force_open(actor=actor, duration_s=duration_s, note=note)
-        _check_duration(duration_s)
+        check_duration(duration_s)
         self._store.spawn(self.aforce_open(actor=actor, duration_s=duration_s, note=note))
         return self._state is not BreakerState.FORCED_OPEN
 
@@ -274,7 +271,7 @@ class SharedBreaker(CircuitBreaker):
     async def aforce_open(
         self, *, actor: str | None = None, duration_s: float | None = None, note: str | None = None
     ) -> bool:
-        _check_duration(duration_s)
+        check_duration(duration_s)
         detail: dict[str, Any] = {"note": note} if note else {}
         if duration_s is not None:
             detail["duration_s"] = duration_s
@@ -299,21 +296,9 @@ class SharedBreaker(CircuitBreaker):
             self._clear_window(at)
 
 
-def _check_duration(duration_s: float | None) -> None:
-    if duration_s is not None and not (duration_s > 0 and math.isfinite(duration_s)):
-        raise ValueError(f"duration_s: must be a finite number > 0, got {duration_s!r}")
-
-
 def redact(url: str) -> str:
-    """The URL without its password, for logs and `/readyz`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + host))
+    """The URL without its password, for logs (as `DatabaseSink` shows its database)."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 class RedisStore(MemoryStore):
@@ -362,8 +347,6 @@ class RedisStore(MemoryStore):
             raise ValueError(f"max_connections: must be >= 2, got {max_connections!r}")
         if not prefix or any(c in prefix for c in " \n"):
             raise ValueError(f"prefix: must be non-empty without spaces, got {prefix!r}")
-        self.clock = clock
-        self.wall_clock = wall_clock
         self.prefix = prefix
         self.online = False
         self.unsent: list[SharedBreaker] = []
@@ -510,7 +493,7 @@ class RedisStore(MemoryStore):
         except (OSError, _redis_errors()) as exc:
             self._lost(exc)
             return self.take_token(key, rpm)
-        self._token_waits[key] = (float(wait), self.clock())
+        self._token_waits[key] = (float(wait), self._clock())
         if len(self._token_waits) > 10_000:  # a wait is only read right after its take
             self._token_waits = {key: self._token_waits[key]}
         return bool(taken)
@@ -519,7 +502,7 @@ class RedisStore(MemoryStore):
         if not self.online:
             return self._limits.wait_s(key)
         wait, at = self._token_waits.get(key, (0.0, 0.0))
-        return max(0.0, wait - (self.clock() - at))
+        return max(0.0, wait - (self._clock() - at))
 
     def breakers(self) -> Iterator[CircuitBreaker]:
         """Every breaker this process holds, and every breaker Redis has that is not closed."""
@@ -536,21 +519,18 @@ class RedisStore(MemoryStore):
         self, tenant: TenantId, provider: ProviderName, gate: CircuitBreaker | None
     ) -> CircuitBreaker:
         breaker = SharedBreaker(
-            tenant, provider, store=self, policy=self._policy_for(provider), gate=gate
+            tenant,
+            provider,
+            store=self,
+            policy=self._policy_for(provider),
+            clock=self._clock,
+            wall_clock=self._wall_clock,
+            gate=gate,
         )
         seen = self._mirror.get((tenant, provider))
         if seen is not None and self.online:
             breaker.apply(*seen)
         return breaker
-
-    def _pin(self, breaker: CircuitBreaker) -> None:
-        if breaker.tenant == PROVIDER_WIDE:
-            return
-        key = (breaker.tenant, breaker.provider)
-        if breaker._state is _CLOSED:
-            self._pinned.pop(key, None)
-        else:
-            self._pinned[key] = breaker
 
     def _keys(self, tenant: TenantId, provider: ProviderName) -> list[str]:
         p = self.prefix
@@ -570,6 +550,20 @@ class RedisStore(MemoryStore):
             f"{p}:open",
             f"{p}:gen",
         ]
+
+    def _invocation(
+        self,
+        op: str,
+        tenant: TenantId,
+        provider: ProviderName,
+        args: tuple[str, ...],
+        *,
+        policy: list[str] | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of one op of `breakers.lua` (see its header for the layout)."""
+        head = [op, tenant, provider, self._channel, self.prefix]
+        policy = self._policy(provider) if policy is None else policy
+        return self._keys(tenant, provider), [*head, *policy, *args]
 
     def _policy(self, provider: ProviderName) -> list[str]:
         args = self._policy_args.get(provider)
@@ -600,11 +594,9 @@ class RedisStore(MemoryStore):
         detail: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Run one op of the script; apply what it reports. None if Redis went away."""
-        argv = [op, breaker.tenant, breaker.provider, self._channel, self.prefix]
-        argv += self._policy(breaker.provider)
-        argv += args
         try:
-            raw = await self._script(keys=self._keys(breaker.tenant, breaker.provider), args=argv)
+            keys, argv = self._invocation(op, breaker.tenant, breaker.provider, args)
+            raw = await self._script(keys=keys, args=argv)
         except (OSError, _redis_errors()) as exc:
             self._lost(exc)
             return None
@@ -616,7 +608,7 @@ class RedisStore(MemoryStore):
         self, reply: dict[str, Any], *, actor: str | None, detail: dict[str, Any] | None
     ) -> None:
         """Apply the views a script returned and emit the transitions it made (only here)."""
-        now = self.clock()
+        now = self._clock()
         for raw in reply.get("v") or ():
             self._seen(SharedView.parse(raw), now)
         events = reply.get("e")
@@ -676,7 +668,7 @@ class RedisStore(MemoryStore):
                 provider_wide=refused == "gate" or breaker.tenant == PROVIDER_WIDE,
             )
         views = reply["v"]
-        now = self.clock()
+        now = self._clock()
         token, gate_token = str(reply["probe"]), str(reply["gprobe"])
         generation = int(views[0]["g"])
         if token:
@@ -742,14 +734,11 @@ class RedisStore(MemoryStore):
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for breaker, count in batch:
-                argv = ["ok", breaker.tenant, breaker.provider, self._channel, self.prefix]
-                argv += self._policy(breaker.provider)
-                argv += ["0", "", "", "", "", "-1", str(count)]
-                await self._script(
-                    keys=self._keys(breaker.tenant, breaker.provider), args=argv, client=pipe
-                )
+                args = ("0", "", "", "", "", "-1", str(count))
+                keys, argv = self._invocation("ok", breaker.tenant, breaker.provider, args)
+                await self._script(keys=keys, args=argv, client=pipe)
             replies = await pipe.execute()
-        now = self.clock()
+        now = self._clock()
         for raw in replies:
             reply = json.loads(raw)
             for view in reply.get("v") or ():
@@ -765,15 +754,13 @@ class RedisStore(MemoryStore):
             await pubsub.subscribe(self._channel)
             if reconnect:
                 await self._adopt()
-            raw = await self._script(
-                keys=self._keys(PROVIDER_WIDE, "-"),
-                args=["mirror", "", "", self._channel, self.prefix, *_NO_POLICY],
-            )
+            keys, argv = self._invocation("mirror", PROVIDER_WIDE, "-", (), policy=_NO_POLICY)
+            raw = await self._script(keys=keys, args=argv)
         except BaseException:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
             raise
         self._pubsub = pubsub
-        now = self.clock()
+        now = self._clock()
         self._mirror.clear()
         for view in json.loads(raw)["v"] or ():
             parsed = SharedView.parse(view)
@@ -799,26 +786,19 @@ class RedisStore(MemoryStore):
 
     async def _adopt(self) -> None:
         """Push the breakers this process opened while Redis was away."""
-        now = self.clock()
+        now = self._clock()
         for breaker in list(MemoryStore.breakers(self)):
             state = breaker._state
             if state is _CLOSED:
                 continue
             wait = breaker._retry_at - now
-            await self._script(
-                keys=self._keys(breaker.tenant, breaker.provider),
-                args=[
-                    "adopt",
-                    breaker.tenant,
-                    breaker.provider,
-                    self._channel,
-                    self.prefix,
-                    *self._policy(breaker.provider),
-                    str(state),
-                    "-1" if math.isinf(wait) else repr(max(wait, 0.0)),
-                    repr(breaker._cooldown),
-                ],
+            args = (
+                str(state),
+                "-1" if math.isinf(wait) else repr(max(wait, 0.0)),
+                repr(breaker._cooldown),
             )
+            keys, argv = self._invocation("adopt", breaker.tenant, breaker.provider, args)
+            await self._script(keys=keys, args=argv)
 
     async def _run(self) -> None:
         """Follow the change channel, flush successes, and reconnect after an outage.
@@ -843,7 +823,7 @@ class RedisStore(MemoryStore):
                     ignore_subscribe_messages=True, timeout=self._sync_interval_s
                 )
                 if message is not None and message.get("type") == "message":
-                    self._seen(SharedView.parse(json.loads(message["data"])), self.clock())
+                    self._seen(SharedView.parse(json.loads(message["data"])), self._clock())
                 if self.unsent and loop.time() - flushed >= self._sync_interval_s:
                     flushed = loop.time()
                     await self._flush()
