@@ -143,6 +143,20 @@ def free_port() -> int:
         return port
 
 
+async def wait_up(url: str, timeout_s: float = 30.0) -> None:
+    """Poll `url` until a process started in the background answers it (below 500)."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(url, timeout=2)).status_code < 500:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout_s} s")
+
+
 class Process:
     """A child process with its output in a log file."""
 
@@ -262,16 +276,7 @@ class Run:
         return Process("gateway", args, self.env, self.gateway_log)
 
     async def wait_up(self, url: str, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient() as http:
-            while time.monotonic() < deadline:
-                try:
-                    if (await http.get(url, timeout=2)).status_code < 500:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"{url} did not come up within {timeout_s} s")
+        await wait_up(url, timeout_s)
 
     async def script_faults(self, http: httpx.AsyncClient) -> None:
         """Each kind gets `share / K` of all requests: rule i fires with the probability that

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 import httpx
 
 from resilience.resolvers import hash_key
-from tests.hardening.load import Process, free_port
+from tests.hardening.load import Process, free_port, wait_up
+from tests.redis.conftest import until
 
 ADMIN = {"authorization": "Bearer cluster-admin"}
 PROVIDER = "primary"
@@ -110,8 +112,8 @@ class Cluster:
         await self.chaos.start()
         for gateway in self.gateways:
             await gateway.start()
-        await self.wait_up(self.upstream + "/_chaos/faults")
-        await asyncio.gather(*(self.wait_up(root + "/healthz") for root in self.roots))
+        await wait_up(self.upstream + "/_chaos/faults")
+        await asyncio.gather(*(wait_up(root + "/healthz") for root in self.roots))
         return self
 
     async def __aexit__(
@@ -122,16 +124,6 @@ class Cluster:
     ) -> None:
         await asyncio.gather(*(g.stop() for g in self.gateways), self.chaos.stop())
         await self.http.aclose()
-
-    async def wait_up(self, url: str, timeout_s: float = 30.0) -> None:
-        for _ in range(int(timeout_s / 0.05)):
-            try:
-                if (await self.http.get(url, timeout=2)).status_code < 500:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"{url} did not come up within {timeout_s} s")
 
     # -- traffic ---------------------------------------------------------------------------
 
@@ -188,13 +180,9 @@ class Cluster:
         body: dict[str, Any] = (await self.http.get(self.roots[i] + "/readyz")).json()
         return body
 
-    async def until(self, check: Any, timeout_s: float = 10.0) -> None:
-        """Poll the async predicate `check()` until it holds."""
-        for _ in range(int(timeout_s / 0.02)):
-            if await check():
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"not true within {timeout_s} s")
+    async def until(self, check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+        """Poll the async predicate `check()` (it asks the gateways) until it holds."""
+        await until(check, timeout_s, every_s=0.02)
 
     def logs(self) -> str:
         return "\n".join(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 import redis
@@ -42,11 +42,20 @@ def prefix(redis_url: str) -> Iterator[str]:
     client.close()
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Wait for something another store learns through Redis (pub/sub), polling."""
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout_s: float = 5.0,
+    *,
+    every_s: float = 0.002,
+) -> None:
+    """Wait for something another store or process learns through Redis, polling
+    `condition` (plain or async) every `every_s`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    while not condition():
+    while True:
+        held = condition()
+        if held if isinstance(held, bool) else await held:
+            return
         if loop.time() > deadline:
             raise AssertionError(f"not true within {timeout_s} s")
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(every_s)

@@ -96,11 +96,11 @@ async def fail(breaker: CircuitBreaker, kind: ErrorKind = FAIL) -> None:
 
 async def until_gone(client: aioredis.Redis, key: str) -> None:
     """Redis expires keys on its own clock: poll for it (at most 5 s)."""
-    for _ in range(100):
-        if not await client.exists(key):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{key} still exists after 5 s")
+
+    async def gone() -> bool:
+        return not await client.exists(key)
+
+    await until(gone, every_s=0.05)
 
 
 async def test_failures_spread_over_two_stores_trip_the_breaker_once(
