@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from app.admin import AdminEndpoints
 from app.api import ModelEndpoints
+from app.body_timeout import BodyReadTimeoutMiddleware
 from app.metrics import GatewayMetrics
 from app.openapi import openapi
 from app.settings import Settings
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         middleware=[
+            Middleware(BodyReadTimeoutMiddleware, timeout_s=settings.body_read_timeout_s),
             Middleware(
                 TenantMiddleware,
                 resolver=resolver,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.body_timeout import DEFAULT_BODY_READ_TIMEOUT_S
 from resilience.audit.database import database_url, default_sqlite_path
 from resilience.config import Config, load_config
 
@@ -18,6 +20,8 @@ class Settings:
     spool_path: Path
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
     max_body_bytes: int = 1_048_576
+    body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S
+    """A request body not complete this long after the request began gets 408."""
     migrate_on_start: bool = True
     metrics_tenant_label: bool = True
     """Label request metrics by tenant; switch off when tenants are too many."""
@@ -29,9 +33,23 @@ class Settings:
         spool = environ.get("RESILIENCE_SPOOL") or str(
             default_sqlite_path(environ).with_name("audit-spool.jsonl")
         )
+        timeout = environ.get("RESILIENCE_BODY_READ_TIMEOUT_S")
         return cls(
             config=config,
+            body_read_timeout_s=_positive(timeout, "RESILIENCE_BODY_READ_TIMEOUT_S")
+            if timeout
+            else DEFAULT_BODY_READ_TIMEOUT_S,
             database_url=database_url(environ=environ),
             spool_path=Path(spool),
             environ=dict(environ),
         )
+
+
+def _positive(raw: str, name: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected a number of seconds > 0, got {raw!r}")
+    return value

@@ -44,6 +44,8 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     if args.config:
         os.environ["RESILIENCE_CONFIG"] = args.config
+    if args.body_read_timeout_s is not None:
+        os.environ["RESILIENCE_BODY_READ_TIMEOUT_S"] = str(args.body_read_timeout_s)
     from app.main import create_app
 
     uvicorn.run(
@@ -53,8 +55,21 @@ def _serve(args: argparse.Namespace) -> int:
         log_level="info",
         timeout_graceful_shutdown=args.grace_s,
         timeout_keep_alive=args.keep_alive_s,
+        limit_concurrency=args.limit_concurrency or None,
     )
     return 0
+
+
+DEFAULT_LIMIT_CONCURRENCY = 1024
+"""Past this many connections and requests at once, uvicorn answers 503 instead of taking more
+(each takes a file descriptor and memory); raise it together with the open-file limit."""
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {raw!r}")
+    return value
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -90,6 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="idle keep-alive connections are closed after this long (default 75: longer "
         "than clients' and load balancers' own idle timeouts, so the server never closes a "
         "connection a client is about to reuse)",
+    )
+    serve.add_argument(
+        "--limit-concurrency",
+        type=_non_negative_int,
+        default=DEFAULT_LIMIT_CONCURRENCY,
+        help="connections and requests under way at once; past it new ones get 503 at once "
+        f"instead of queueing (default {DEFAULT_LIMIT_CONCURRENCY}; 0: no limit)",
+    )
+    serve.add_argument(
+        "--body-read-timeout-s",
+        type=float,
+        default=None,
+        help="a request body not complete this long after the request began gets 408 "
+        "(default 10, or $RESILIENCE_BODY_READ_TIMEOUT_S)",
     )
     serve.set_defaults(run=_serve)
 
