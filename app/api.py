@@ -3,13 +3,16 @@
 Thin: parse the public format, call the `ResilientClient`, answer in the same
 format. `AllTargetsFailed` is 503 with `Retry-After`; the caller's own errors
 keep the upstream's 4xx; a stream that fails after output began ends with the
-format's error event, never silently.
+format's error event, never silently. A body that cannot be sent on (a lone
+surrogate, NaN, a model name no provider could have, a request the SDK failed to
+encode) is 400 `invalid_body` naming the field, before any upstream is called.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,10 +26,11 @@ from resilience.errors import ErrorKind
 from resilience.exceptions import (
     AllTargetsFailed,
     CircuitOpenError,
+    InvalidRequestError,
     ProviderError,
     UnknownRouteError,
 )
-from resilience.models import ChatRequest
+from resilience.models import ChatRequest, json_problem
 from resilience.outcomes import Result
 from resilience.streaming import ResilientStream
 from resilience.tenancy import current_tenant_or_none
@@ -73,9 +77,39 @@ async def read_json(request: Request, limit: int) -> Any:
         if len(body) > limit:
             raise BodyTooLarge
     try:
-        return json.loads(body)
+        value = _STRICT.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+    except _NotFinite:
+        value = json.loads(body)  # parses (only numbers were refused): find where
+        raise WireError(json_problem(value, "") or "body: not a finite number") from None
     except (ValueError, RecursionError) as exc:
         raise WireError("body: not valid JSON") from exc
+    if _MAYBE_SURROGATE.search(body) is not None:
+        problem = json_problem(value, "")
+        if problem is not None:
+            raise WireError(problem)
+    return value
+
+
+class _NotFinite(Exception):
+    """NaN, Infinity or a number past float's range: Python's JSON, not JSON."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400
+        raise _NotFinite
+    return value
+
+
+def _constant(name: str) -> float:
+    raise _NotFinite
+
+
+_STRICT = json.JSONDecoder(parse_constant=_constant, parse_float=_finite)
+"""Made once: `json.loads(..., parse_constant=...)` would build a decoder per request."""
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+"""A surrogate in a body, escaped (`\\udc80`) or as raw bytes (json.loads lets them in):
+only then is the parsed body searched for a lone one. Pairs match too, and pass that search."""
 
 
 def _retry_after_header(seconds: float) -> int:
@@ -89,7 +123,7 @@ def failure_response(exc: Exception) -> Response:
         return error(
             413, "request body too large", type_="invalid_request_error", code="body_too_large"
         )
-    if isinstance(exc, WireError):
+    if isinstance(exc, WireError | InvalidRequestError):
         return error(400, str(exc), type_="invalid_request_error", code="invalid_body")
     if isinstance(exc, UnknownRouteError):
         return error(404, exc.message, type_="invalid_request_error", code="model_not_found")
@@ -111,6 +145,9 @@ def failure_response(exc: Exception) -> Response:
             code="circuit_open",
             headers={"retry-after": str(retry)},
         )
+    if isinstance(exc, ProviderError) and not exc.sent and exc.kind is ErrorKind.BAD_REQUEST:
+        # it never left: the caller's body could not be sent (the field is named)
+        return error(400, exc.message, type_="invalid_request_error", code="invalid_body")
     if isinstance(exc, ProviderError):
         status = exc.status_code if exc.status_code and 400 <= exc.status_code < 500 else 400
         if exc.kind not in (
@@ -129,11 +166,18 @@ def failure_response(exc: Exception) -> Response:
 
 
 def headers_for(result: Result[Any] | ResilientStream) -> dict[str, str]:
-    return {
+    """Which target answered. Names are checked when a target is made (`Target`); checked
+    again here, as a header with a CR, LF or non-ASCII character would break the answer."""
+    named = {
         "x-resilience-provider": result.target.provider,
         "x-resilience-model": result.target.model,
-        "x-resilience-attempts": str(result.attempts),
     }
+    headers = {name: value for name, value in named.items() if _HEADER_VALUE.fullmatch(value)}
+    return {**headers, "x-resilience-attempts": str(result.attempts)}
+
+
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]{1,256}")
+"""Visible ASCII only: what a response header can carry as it is."""
 
 
 class ModelEndpoints:

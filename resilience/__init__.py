@@ -9,6 +9,7 @@ from resilience.events import AuditSink, BreakerState, BreakerTransition, Transi
 from resilience.exceptions import (
     AllTargetsFailed,
     CircuitOpenError,
+    InvalidRequestError,
     NoTenantError,
     ProviderError,
     ResilienceError,
@@ -47,6 +48,7 @@ __all__ = [
     "HeaderResolver",
     "HealthBoard",
     "HealthSnapshot",
+    "InvalidRequestError",
     "Message",
     "NoTenantError",
     "OutcomeStatus",

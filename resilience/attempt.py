@@ -3,7 +3,9 @@
 Every attempt is one call on the (tenant, provider) breaker. The verdict is
 given exactly once: success, a classified failure, or a neutral release when
 the caller went away or our own deadline cut the call short (neither says
-anything about the provider's health).
+anything about the provider's health). A failure before the request left this
+process is the caller's (`resilience.providers.sending`): a request-scoped
+bad_request with `sent=False`, neutral for the breaker.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from resilience.breaker import ASK_STORE, CircuitBreaker, Permit
 from resilience.deadline import Deadline
 from resilience.errors import classify
 from resilience.exceptions import ProviderError, ResilienceError
+from resilience.providers.sending import dispatch
 
 T = TypeVar("T")
 
@@ -49,8 +52,9 @@ async def attempt(
     if permit is ASK_STORE:
         permit = await breaker.admit()
     try:
-        async with asyncio.timeout(remaining) as scope:
-            value = await call()
+        with dispatch() as sending:
+            async with asyncio.timeout(remaining) as scope:
+                value = await call()
     except asyncio.CancelledError:
         breaker.release(permit)
         raise
@@ -60,7 +64,7 @@ async def attempt(
             raise DeadlineExceeded(
                 "deadline exceeded", tenant=tenant, provider=provider, attempt=number
             ) from exc
-        raise failure(breaker, permit, exc, number=number) from exc
+        raise failure(breaker, permit, exc, number=number, sent=sending.left) from exc
     if settle:
         breaker.record_success(permit)
     return value, permit
@@ -73,9 +77,10 @@ def failure(
     *,
     number: int,
     stream_started: bool = False,
+    sent: bool = True,
 ) -> ProviderError:
     """Classify `exc`, give the breaker its verdict, and build the error to raise."""
-    found = classify(exc, stream_started=stream_started)
+    found = classify(exc, stream_started=stream_started, sent=sent)
     breaker.record_failure(permit, found.kind, retry_after_s=found.retry_after_s)
     return ProviderError(
         found.message,
@@ -86,4 +91,5 @@ def failure(
         tenant=breaker.tenant,
         provider=breaker.provider,
         attempt=number,
+        sent=found.sent,
     )

@@ -43,6 +43,7 @@ from resilience.events import AuditSink
 from resilience.exceptions import (
     AllTargetsFailed,
     CircuitOpenError,
+    InvalidRequestError,
     ProviderError,
     ResilienceError,
     UnknownRouteError,
@@ -54,6 +55,9 @@ from resilience.models import (
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
+    model_name_problem,
+    request_problem,
+    shown,
 )
 from resilience.outcomes import OutcomeStatus, Result, TargetOutcome
 from resilience.policies import RetryPolicy
@@ -239,7 +243,7 @@ class ResilientClient:
         def call(provider: Provider, target: Target, key: str | None) -> Call[ChatResponse]:
             return lambda: provider.complete(request, model=target.model, api_key=key)
 
-        won = await self._walk(route, tenant, call, embed=False, hold=False)
+        won = await self._walk(route, tenant, call, request, embed=False, hold=False)
         return Result(won.value, won.target, won.attempts, won.outcomes)
 
     async def embed(
@@ -250,7 +254,7 @@ class ResilientClient:
         def call(provider: Provider, target: Target, key: str | None) -> Call[EmbeddingResponse]:
             return lambda: provider.embed(request, model=target.model, api_key=key)
 
-        won = await self._walk(route, tenant, call, embed=True, hold=False)
+        won = await self._walk(route, tenant, call, request, embed=True, hold=False)
         return Result(won.value, won.target, won.attempts, won.outcomes)
 
     async def stream(
@@ -273,7 +277,7 @@ class ResilientClient:
 
             return open_stream
 
-        won = await self._walk(route, tenant, call, embed=False, hold=True)
+        won = await self._walk(route, tenant, call, request, embed=False, hold=True)
         upstream, first = won.value
         return ResilientStream(
             upstream,
@@ -288,7 +292,10 @@ class ResilientClient:
     # -- routing -----------------------------------------------------------------------------
 
     def route_for(self, tenant: TenantId, name: str) -> Route:
-        """The tenant's override, else the named route, else `provider:model` as a route."""
+        """The tenant's override, else the named route, else `provider:model` as a route.
+
+        A name that is not a route is checked (charset, length) before anything is made
+        for it: `InvalidRequestError` naming `model` when no provider could have it."""
         policy = self.tenants.get(tenant, _DEFAULT_TENANT)
         found = policy.routes.get(name) or self.routes.get(name)
         if found is not None:
@@ -296,16 +303,22 @@ class ResilientClient:
         direct = self._direct_routes.get(name)
         if direct is not None:
             return direct
+        problem = model_name_problem(name)
+        if problem is not None:
+            raise InvalidRequestError("model", problem, tenant=tenant)
         if ":" in name:
-            target = Target.parse(name)
+            try:
+                target = Target.parse(name)
+            except ValueError as exc:
+                raise InvalidRequestError("model", str(exc), tenant=tenant) from None
             if target.provider in self.providers:
                 route = Route(name=name, targets=(target,))
                 if len(self._direct_routes) < 10_000:  # names come from callers: stay bounded
                     self._direct_routes[name] = route
                 return route
         raise UnknownRouteError(
-            f"unknown route {name!r}: not a configured route, nor provider:model of a "
-            f"configured provider ({', '.join(sorted(self.providers))})",
+            f"unknown route '{shown(name, 80)}': not a configured route, nor provider:model "
+            f"of a configured provider ({', '.join(sorted(self.providers))})",
             tenant=tenant,
         )
 
@@ -322,6 +335,24 @@ class ResilientClient:
     # -- the walk ----------------------------------------------------------------------------
 
     async def _walk(
+        self,
+        route_name: str,
+        tenant: TenantId | None,
+        call: Callable[[Provider, Target, str | None], Call[T]],
+        request: ChatRequest | EmbeddingRequest,
+        *,
+        embed: bool,
+        hold: bool,
+    ) -> _Won[T]:
+        try:
+            return await self._walk_route(route_name, tenant, call, embed=embed, hold=hold)
+        except ProviderError as exc:
+            named = _named(exc, request)
+            if named is exc:
+                raise
+            raise named from exc.__cause__
+
+    async def _walk_route(
         self,
         route_name: str,
         tenant: TenantId | None,
@@ -499,7 +530,11 @@ class ResilientClient:
                 run, breaker=breaker, deadline=walk.deadline, number=number, settle=not walk.hold
             )
         except ProviderError as exc:
-            health.failed(started, counts=exc.kind.policy.counts_on_breaker)
+            counts = exc.kind.policy.counts_on_breaker
+            if exc.sent or counts:
+                health.failed(started, counts=counts)
+            else:  # never left: the upstream's figures are not about it
+                health.abandoned()
             raise
         except BaseException:
             health.abandoned()
@@ -693,6 +728,25 @@ class _Tally:
 
 class _StepFailed(Exception):
     """A pass over a step's members ended with nothing left worth retrying."""
+
+
+def _named(exc: ProviderError, request: ChatRequest | EmbeddingRequest) -> ProviderError:
+    """A failure before the request left, named at the field that could not be sent.
+
+    The request is walked only here, on that failure, never on the way out."""
+    problem = None if exc.sent else request_problem(request)
+    if problem is None:
+        return exc
+    return ProviderError(
+        f"{problem} (request not sent)",
+        kind=exc.kind,
+        status_code=exc.status_code,
+        code=exc.code,
+        tenant=exc.tenant,
+        provider=exc.provider,
+        attempt=exc.attempt,
+        sent=False,
+    )
 
 
 def _response_attributes(value: object) -> dict[str, object]:

@@ -39,6 +39,11 @@ these questions.
 * anything else: its __cause__ / __context__ chain is searched for one of the
   above; failing that, invalid_response (see `classify()` for why)
 
+With `sent=False` (the request never reached the transport: the SDK could not encode
+it, our own code refused it) an unknown exception, or one that could only be about an
+answer (invalid_response), is the caller's bad_request with code `not_sent`: nothing
+reached the provider, so nothing may count against it.
+
 With `stream_started=True` every kind but cancelled becomes stream_interrupted,
 and `Classification.underlying` keeps what it would have been.
 """
@@ -137,14 +142,24 @@ class Classification:
     """Short and safe to log: credentials from the request are redacted, headers never shown."""
     underlying: ErrorKind | None = None
     """For stream_interrupted: the kind the fault would have had before output began."""
+    sent: bool = True
+    """False when the request never left this process (see `classify()`)."""
 
     @property
     def policy(self) -> ErrorPolicy:
         return self.kind.policy
 
 
+NOT_SENT = "not_sent"
+"""`Classification.code` of a failure before the request left: the caller's bad_request."""
+
+
 def classify(
-    exc: BaseException, *, stream_started: bool = False, now: Clock = time.time
+    exc: BaseException,
+    *,
+    stream_started: bool = False,
+    sent: bool = True,
+    now: Clock = time.time,
 ) -> Classification:
     """Map an exception raised by a provider call to an `ErrorKind`, from typed fields.
 
@@ -152,6 +167,8 @@ def classify(
         exc: what the SDK, the transport or our adapter raised.
         stream_started: output already reached the caller, so the call can be
             neither retried nor moved to another target.
+        sent: False when the request is known never to have reached the transport
+            (`resilience.providers.sending`); True when it did or nobody knows.
         now: the wall clock, to turn an HTTP-date `Retry-After` into seconds.
 
     Exceptions this module does not know (a `ValueError`, `KeyError`... from an
@@ -164,8 +181,12 @@ def classify(
     fault persists; a request-scoped kind would blame the caller with a 4xx, and
     raising here would leave the breaker's permit without a verdict. The message
     starts with "unclassified" so these stay easy to find in logs and audits.
+    That reasoning holds only for a request that was sent: one that never left is
+    the caller's (see the module docstring), and says so with code `not_sent`.
     """
     found = _classify(exc, now)
+    if not sent and not stream_started:
+        return _not_sent(exc, found)
     if stream_started and found.kind not in (ErrorKind.CANCELLED, ErrorKind.STREAM_INTERRUPTED):
         return replace(found, kind=ErrorKind.STREAM_INTERRUPTED, underlying=found.kind)
     return found
@@ -243,6 +264,7 @@ _PROMPT_TOO_LONG = "prompt is too long"
 _RETRY_AFTER_KINDS = (ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED)
 _SECRET_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key", "cookie")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s,;'\"]+")
+_UNPRINTABLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_*\-]{6,}")
 _MESSAGE_LIMIT = 240
 
@@ -268,6 +290,21 @@ def _classify(exc: BaseException, now: Clock) -> Classification:
             return found
     return Classification(
         ErrorKind.INVALID_RESPONSE, message=_safe(f"unclassified {_describe(exc)}", secrets)
+    )
+
+
+def _not_sent(exc: BaseException, found: Classification) -> Classification:
+    """A failure before the request left: unknown or answer-shaped kinds become the caller's."""
+    from resilience.exceptions import ProviderError
+
+    if found.kind is not ErrorKind.INVALID_RESPONSE or isinstance(exc, ProviderError):
+        return replace(found, sent=False)
+    said = found.message.removeprefix("unclassified ")
+    return Classification(
+        ErrorKind.BAD_REQUEST,
+        code=NOT_SENT,
+        message=_safe(f"request not sent: {said}", []),
+        sent=False,
     )
 
 
@@ -545,5 +582,8 @@ def _safe(text: str, secrets: list[str]) -> str:
         text = text.replace(secret, "[redacted]")
     text = _BEARER.sub(r"\1[redacted]", text)
     text = _KEY_LIKE.sub("[redacted]", text)
+    # a caller's lone surrogate or NUL in an exception's text must not break the JSON,
+    # the log line or the audit row that carries the message
+    text = _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     text = " ".join(text.split())
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"

@@ -4,11 +4,15 @@
     ├── NoTenantError             current_tenant() outside a request or tenant_scope()
     ├── CircuitOpenError          the breaker refused the call; .retry_after_s says when
     ├── ProviderError             a classified provider failure: .kind, .status_code,
-    │                             .retry_after_s; __cause__ is the SDK's exception
+    │                             .retry_after_s, .sent (False: the request never left,
+    │                             the caller's bad_request); __cause__ is the SDK's exception
     ├── StreamTruncatedError      a stream ended cleanly but without its end marker
     │                             (`message_stop` / `[DONE]`): raised by adapters, classified
     │                             invalid_response (stream_interrupted once output began)
     ├── UnknownRouteError         the route name is neither a route nor `provider:model`
+    ├── InvalidRequestError       the caller's request cannot be sent as it is (a model
+    │                             name no provider could have, a value JSON cannot carry);
+    │                             .field names the place; nothing was called or created
     └── AllTargetsFailed          every target of the route failed or was skipped; .outcomes
                                   per target, .retry_after_s = the soonest breaker reopening
 
@@ -87,12 +91,15 @@ class ProviderError(ResilienceError):
         tenant: TenantId | None = None,
         provider: ProviderName | None = None,
         attempt: int | None = None,
+        sent: bool = True,
     ) -> None:
         super().__init__(message, tenant=tenant, provider=provider, attempt=attempt)
         self.kind = kind
         self.status_code = status_code
         self.retry_after_s = retry_after_s
         self.code = code
+        self.sent = sent
+        """False when the request never left this process: no provider saw it."""
 
 
 class StreamTruncatedError(ResilienceError):
@@ -101,6 +108,17 @@ class StreamTruncatedError(ResilienceError):
 
 class UnknownRouteError(ResilienceError, LookupError):
     """The caller named a route that does not exist (nor a known `provider:model`)."""
+
+
+class InvalidRequestError(ResilienceError, ValueError):
+    """The caller's request cannot be sent as it is; `field` names where (e.g. `model`).
+
+    Raised before any breaker, health figure or route is made for it. The gateway
+    answers 400 `invalid_body`."""
+
+    def __init__(self, field: str, problem: str, *, tenant: TenantId | None = None) -> None:
+        super().__init__(f"{field}: {problem}", tenant=tenant)
+        self.field = field
 
 
 class AllTargetsFailed(ResilienceError):

@@ -22,6 +22,8 @@ refuse. `extra` passes provider-specific body fields through the same way.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -163,7 +165,9 @@ _FINISH: dict[str, FinishReason] = {
 
 
 def text_of(blocks: tuple[JSON, ...] | list[JSON]) -> str:
-    return "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
+    return "".join(
+        str(b.get("text", "")) for b in blocks if isinstance(b, Mapping) and b.get("type") == "text"
+    )
 
 
 def tool_spec(tool: JSON) -> dict[str, Any]:
@@ -215,12 +219,17 @@ JSON object (models do emit broken JSON); `tool_arguments` gives the text back u
 
 
 def tool_input(arguments: str) -> dict[str, Any]:
-    """OpenAI's JSON-text tool arguments as a tool_use block's `input`."""
+    """OpenAI's JSON-text tool arguments as a tool_use block's `input`.
+
+    Arguments that parse to something strict JSON cannot carry (NaN, 1e400, an escaped
+    lone surrogate) stay unparsed text, like broken JSON: the text itself can travel."""
     try:
-        value = json.loads(arguments) if arguments.strip() else {}
-    except ValueError:
+        value = json.loads(arguments, parse_constant=_refuse_constant) if arguments.strip() else {}
+    except (ValueError, RecursionError):
         value = None
-    return value if isinstance(value, dict) else {UNPARSED: arguments}
+    if isinstance(value, dict) and json_problem(value, "input") is None:
+        return value
+    return {UNPARSED: arguments}
 
 
 def tool_arguments(input_: Any) -> str:
@@ -230,3 +239,139 @@ def tool_arguments(input_: Any) -> str:
         if isinstance(raw, str):
             return raw
     return json.dumps(input_, separators=(",", ":"), ensure_ascii=False)
+
+
+# -- what can travel ----------------------------------------------------------------------------
+#
+# A request is sent as strict JSON in UTF-8: a lone surrogate, NaN or an infinity cannot be
+# encoded, and an SDK that meets one fails before anything is sent. These checks name the
+# place, so the caller hears what to fix instead of a provider being blamed.
+
+MAX_JSON_DEPTH = 64
+"""Nesting deeper than this is refused: no real request needs it, and the checks recurse."""
+MAX_INT_BITS = 14_000
+"""Python refuses to write integers of more than 4300 digits (about 14,284 bits) as text."""
+MAX_NAME_LENGTH = 256
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+MODEL_NAME = re.compile(r"[A-Za-z0-9._:/@-]{1,256}")
+"""Model ids as providers spell them: `gpt-4.1-2025-04-14`, `claude-sonnet-4-6@20250514`,
+`accounts/fireworks/models/llama-v3p1-8b-instruct`, `llama3.1:8b`."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def shown(text: str, limit: int = 64) -> str:
+    """`text` safe to put in a message: unprintable characters escaped, cut at `limit`."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    if text.isprintable():  # surrogates and control characters are not
+        return text
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+
+
+def _encodes(text: str) -> bool:
+    """Whether UTF-8 can carry `text`: only a surrogate code point stops it. Encoding is
+    several times faster than searching for one, and free for ASCII (known in O(1))."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def text_problem(text: str) -> str | None:
+    """Why `text` cannot be sent as UTF-8 (a lone surrogate), or None."""
+    return None if _encodes(text) else "lone surrogate"
+
+
+def identifier_problem(text: str) -> str | None:
+    """Why `text` cannot serve as an id or a name (a control character or lone surrogate)."""
+    if _CONTROL.search(text) is not None:
+        return "control character"
+    return text_problem(text)
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a model id or `provider:model`, or None."""
+    if MODEL_NAME.fullmatch(name) is not None:
+        return None
+    return f"expected 1 to {MAX_NAME_LENGTH} letters, digits and . - _ : / @"
+
+
+def json_problem(value: object, where: str) -> str | None:
+    """The first place in `value` that strict JSON in UTF-8 cannot carry, and why, as
+    `messages[0].content: lone surrogate`; None when all of it can travel. `where` is the
+    path of `value` itself ("" for a whole body)."""
+    found = _problem(value, 0)
+    if found is None:
+        return None
+    path, problem = found
+    at = (where + "".join(reversed(path))).removeprefix(".") or "body"
+    return f"{at}: {problem}"
+
+
+def _problem(value: object, depth: int) -> tuple[list[str], str] | None:
+    """(path segments innermost first, problem); the path is built only on failure."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return None if _encodes(value) else ([], "lone surrogate")
+    if isinstance(value, int):
+        return None if value.bit_length() <= MAX_INT_BITS else ([], "integer too large")
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ([], "not a finite number")
+    if depth >= MAX_JSON_DEPTH:
+        return [], f"nested deeper than {MAX_JSON_DEPTH} levels"
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = _problem(item, depth + 1)
+            if found is not None:
+                found[0].append(f"[{i}]")
+                return found
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return [], "object keys must be strings"
+            found = _problem(key, depth + 1)
+            if found is not None:
+                return [f".{shown(key)}"], "lone surrogate in a key"
+            found = _problem(item, depth + 1)
+            if found is not None:
+                found[0].append(f".{shown(key)}")
+                return found
+        return None
+    return [], f"not a JSON value ({type(value).__name__})"
+
+
+def request_problem(request: ChatRequest | EmbeddingRequest) -> str | None:
+    """The first field of a request that cannot be sent, and why; None when all can.
+
+    Walks the whole request: for diagnosis after a failure, not for every call."""
+    if isinstance(request, EmbeddingRequest):
+        return json_problem(list(request.inputs), "inputs")
+    for i, message in enumerate(request.messages):
+        content: object = message.content
+        found = json_problem(content, f"messages[{i}].content")
+        if found is not None:
+            return found
+    fields: dict[str, object] = {
+        "system": request.system,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "tools": request.tools,
+        "tool_choice": request.tool_choice,
+        "stop": request.stop,
+        "metadata": request.metadata,
+        "extra": request.extra,
+    }
+    for name, value in fields.items():
+        found = json_problem(value, name)
+        if found is not None:
+            return found
+    return None

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from resilience.models import model_name_problem, shown
 from resilience.types import ProviderName
+
+PROVIDER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""Provider names as the config allows them (which also asks for a letter or digit first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,18 @@ class Target:
             raise ValueError(
                 f"target model {self.model!r}: expected provider:model, "
                 "the model non-empty, without surrounding spaces"
+            )
+        # Both parts key breakers, health figures and metrics and are echoed in response
+        # headers: what cannot be a real name is refused before anything is made for it.
+        if not PROVIDER_NAME.fullmatch(self.provider):
+            raise ValueError(
+                f"target provider '{shown(self.provider)}': expected provider:model, the "
+                "provider 1 to 64 letters, digits and . - _"
+            )
+        problem = model_name_problem(self.model)
+        if problem is not None:
+            raise ValueError(
+                f"target model '{shown(self.model)}': expected provider:model; the model: {problem}"
             )
 
     @classmethod

@@ -10,12 +10,19 @@ Tool definitions, tool calls and tool results are converted (OpenAI's
 in one format can be served by a provider of the other kind. Fields with no
 counterpart in the normalised model (OpenAI `response_format`, `seed`,
 `logprobs`...; Anthropic `thinking`...) are ignored; `n` other than 1 is refused.
+
+A body is refused, naming the field, when strict JSON in UTF-8 cannot carry it to a
+provider (a lone surrogate in any string or key, NaN, an infinity, nesting deeper than
+`MAX_JSON_DEPTH`), when an identifier (tool names, tool call ids, the user id) holds a
+control character, or when `model` is no route or model name (`MODEL_NAME`): the
+request would fail before it left, and the caller is the one to hear why.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
 import time
 import uuid
@@ -30,6 +37,9 @@ from resilience.models import (
     EmbeddingRequest,
     EmbeddingResponse,
     Message,
+    identifier_problem,
+    json_problem,
+    model_name_problem,
     tool_arguments,
     tool_choice_spec,
     tool_input,
@@ -62,8 +72,8 @@ class WireError(ValueError):
 
 def chat_request_from_openai(body: Any) -> tuple[str, bool, ChatRequest]:
     """(model or route, stream, request) from an OpenAI chat completions body."""
-    data = _object(body, "body")
-    model = _string(data, "model")
+    data = _sendable(body)
+    model = _model(data)
     if data.get("n") not in (None, 1):
         raise WireError(f"n: only 1 is supported, got {data['n']!r}")
     messages = [
@@ -84,7 +94,9 @@ def chat_request_from_openai(body: Any) -> tuple[str, bool, ChatRequest]:
         tools=_tools(data),
         tool_choice=choice,
         stop=(stop,) if isinstance(stop, str) else _strings(data, "stop"),
-        metadata={"user_id": data["user"]} if isinstance(data.get("user"), str) else {},
+        metadata={"user_id": _identifier(data["user"], "user")}
+        if isinstance(data.get("user"), str)
+        else {},
     )
     return model, _stream(data), request
 
@@ -97,6 +109,7 @@ def _openai_message(item: dict[str, Any], where: str) -> Message:
         call_id = item.get("tool_call_id")
         if not isinstance(call_id, str) or not call_id:
             raise WireError(f"{where}.tool_call_id: expected a non-empty string")
+        _identifier(call_id, f"{where}.tool_call_id")
         text = _text(item.get("content"), f"{where}.content")
         result = {"type": "tool_result", "tool_use_id": call_id, "content": text}
         return Message(role="tool", content=(result,))
@@ -126,6 +139,8 @@ def _openai_message(item: dict[str, Any], where: str) -> Message:
             raise WireError(f"{where}.tool_calls[{j}]: expected a string id and function.name")
         if not isinstance(arguments, str):
             raise WireError(f"{where}.tool_calls[{j}].function.arguments: expected a string")
+        _identifier(call["id"], f"{where}.tool_calls[{j}].id")
+        _identifier(function["name"], f"{where}.tool_calls[{j}].function.name")
         blocks.append(
             {
                 "type": "tool_use",
@@ -139,8 +154,8 @@ def _openai_message(item: dict[str, Any], where: str) -> Message:
 
 def chat_request_from_anthropic(body: Any) -> tuple[str, bool, ChatRequest]:
     """(model or route, stream, request) from an Anthropic Messages body."""
-    data = _object(body, "body")
-    model = _string(data, "model")
+    data = _sendable(body)
+    model = _model(data)
     max_tokens = _int(data, "max_tokens")
     if max_tokens is None:
         raise WireError("max_tokens: required")
@@ -161,6 +176,11 @@ def chat_request_from_anthropic(body: Any) -> tuple[str, bool, ChatRequest]:
     metadata = data.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise WireError("metadata: expected a JSON object")
+    user_id = (metadata or {}).get("user_id")
+    if user_id is not None:
+        if not isinstance(user_id, str):
+            raise WireError("metadata.user_id: expected a string")
+        _identifier(user_id, "metadata.user_id")
     request = ChatRequest(
         messages=tuple(messages),
         system=system or None,
@@ -177,8 +197,8 @@ def chat_request_from_anthropic(body: Any) -> tuple[str, bool, ChatRequest]:
 
 def embedding_request_from_openai(body: Any) -> tuple[str, EmbeddingRequest]:
     """(model or route, request) from an OpenAI embeddings body."""
-    data = _object(body, "body")
-    model = _string(data, "model")
+    data = _sendable(body)
+    model = _model(data)
     raw = data.get("input")
     inputs = [raw] if isinstance(raw, str) else raw
     if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
@@ -440,6 +460,31 @@ class AnthropicStreamWriter:
 # -- validation helpers -----------------------------------------------------------------------
 
 
+def _sendable(body: Any) -> dict[str, Any]:
+    """The body as an object, once all of it is known to be sendable as strict JSON."""
+    data = _object(body, "body")
+    problem = json_problem(data, "")
+    if problem is not None:
+        raise WireError(problem)
+    return data
+
+
+def _model(data: Mapping[str, Any]) -> str:
+    """The route or `provider:model` asked for: it keys routes, breakers and metrics."""
+    model = _string(data, "model")
+    problem = model_name_problem(model)
+    if problem is not None:
+        raise WireError(f"model: {problem}")
+    return model
+
+
+def _identifier(value: str, where: str) -> str:
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise WireError(f"{where}: {problem}")
+    return value
+
+
 def _object(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise WireError(f"{where}: expected a JSON object")
@@ -491,7 +536,10 @@ def _number(data: Mapping[str, Any], key: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise WireError(f"{key}: expected a number, got {value!r}")
-    return float(value)
+    number = float(value) if isinstance(value, float) or abs(value) < 2**1023 else math.inf
+    if not math.isfinite(number):
+        raise WireError(f"{key}: not a finite number")
+    return number
 
 
 def _content(value: Any, where: str) -> str | tuple[dict[str, Any], ...]:
@@ -504,7 +552,16 @@ def _content(value: Any, where: str) -> str | tuple[dict[str, Any], ...]:
             raise WireError(f"{where}[{j}]: expected an object with a string type")
         if block["type"] == "text" and not isinstance(block.get("text"), str):
             raise WireError(f"{where}[{j}].text: expected a string")
+        for key in _BLOCK_IDS.get(block["type"], ()):
+            if isinstance(block.get(key), str):
+                _identifier(block[key], f"{where}[{j}].{key}")
+        if block["type"] == "tool_result" and block.get("content") is not None:
+            _content(block["content"], f"{where}[{j}].content")  # sent as text or blocks
     return tuple(value)
+
+
+_BLOCK_IDS = {"tool_use": ("id", "name"), "tool_result": ("tool_use_id",)}
+"""Identifiers in content blocks, sent as ids and names."""
 
 
 def _text(value: Any, where: str) -> str:
@@ -527,11 +584,15 @@ def _tools(data: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
     tools = []
     for i, raw in enumerate(raw_tools):
         try:
-            tools.append(tool_spec(_object(raw, f"tools[{i}]")))
+            spec = tool_spec(_object(raw, f"tools[{i}]"))
         except WireError:
             raise
         except ValueError as exc:
             raise _at(f"tools[{i}]", exc) from None
+        function = raw.get("function") if raw.get("type") == "function" else None
+        where = f"tools[{i}].function.name" if isinstance(function, dict) else f"tools[{i}].name"
+        _identifier(spec["name"], where)
+        tools.append(spec)
     return tuple(tools)
 
 
@@ -539,9 +600,12 @@ def _choice(value: Any) -> dict[str, Any] | None:
     if value is not None and not isinstance(value, str | dict):
         raise WireError("tool_choice: expected a string or a JSON object")
     try:
-        return tool_choice_spec(value)
+        choice = tool_choice_spec(value)
     except ValueError as exc:
         raise _at("tool_choice", exc) from None
+    if choice is not None and isinstance(choice.get("name"), str):
+        _identifier(choice["name"], "tool_choice.name")
+    return choice
 
 
 def _at(where: str, exc: ValueError) -> WireError:

@@ -30,6 +30,7 @@ from resilience.models import (
     tool_spec,
 )
 from resilience.providers.base import ProviderKind, SdkAdapter, drain
+from resilience.providers.sending import watch
 
 DEFAULT_MAX_TOKENS = 1024
 """Anthropic requires `max_tokens`; sent when the request leaves it to the provider."""
@@ -54,6 +55,7 @@ class AnthropicProvider(SdkAdapter[anthropic.AsyncAnthropic]):
     async def complete(
         self, request: ChatRequest, *, model: str, api_key: str | None = None
     ) -> ChatResponse:
+        watch()  # a failure before the request goes out is the caller's
         message = await self.client(api_key).messages.create(**to_params(request, model))
         blocks = tuple(
             normalise_block(block.model_dump(exclude_none=True)) for block in message.content
@@ -72,6 +74,7 @@ class AnthropicProvider(SdkAdapter[anthropic.AsyncAnthropic]):
     async def stream(
         self, request: ChatRequest, *, model: str, api_key: str | None = None
     ) -> AsyncGenerator[ChatChunk, None]:
+        watch()  # a failure before the request goes out is the caller's
         events = await self.client(api_key).messages.create(
             **to_params(request, model), stream=True
         )

@@ -5,7 +5,8 @@ scriptable fake (`resilience.chaos`) for tests. An adapter raises the SDK's own
 exceptions unchanged (`resilience.errors.classify` translates them in one place)
 except for a stream that ends cleanly without its end marker, which raises
 `StreamTruncatedError`. SDK retries are off: retrying is the client's job alone,
-so attempts never multiply.
+so attempts never multiply. The SDK adapters report when a request reaches the
+transport (`resilience.providers.sending`), so a failure before it is the caller's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from resilience.models import (
     EmbeddingResponse,
 )
 from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES, cap_response_size
+from resilience.providers.sending import track_sending
 from resilience.types import ProviderName
 
 ProviderKind = Literal["anthropic", "openai"]
@@ -164,6 +166,7 @@ class SdkAdapter(Generic[C]):
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
         )
         cap_response_size(self.http_client, max_response_bytes)
+        track_sending(self.http_client)
         self._clients: dict[str, C] = {}
 
     def client(self, api_key: str | None = None) -> C:

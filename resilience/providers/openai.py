@@ -30,6 +30,7 @@ from resilience.models import (
 )
 from resilience.providers.base import Location, ProviderKind, SdkAdapter
 from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
+from resilience.providers.sending import watch
 from resilience.types import ProviderName
 
 
@@ -79,6 +80,7 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
     async def complete(
         self, request: ChatRequest, *, model: str, api_key: str | None = None
     ) -> ChatResponse:
+        watch()  # a failure before the request goes out is the caller's
         completion = await self.client(api_key).chat.completions.create(**to_params(request, model))
         if not completion.choices:
             raise ValueError(f"provider {self.name!r} answered without any choice")
@@ -102,6 +104,7 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
     async def stream(
         self, request: ChatRequest, *, model: str, api_key: str | None = None
     ) -> AsyncGenerator[ChatChunk, None]:
+        watch()  # a failure before the request goes out is the caller's
         chunks = await self.client(api_key).chat.completions.create(
             **to_params(request, model), stream=True, stream_options={"include_usage": True}
         )
@@ -143,6 +146,7 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
     async def embed(
         self, request: EmbeddingRequest, *, model: str, api_key: str | None = None
     ) -> EmbeddingResponse:
+        watch()  # a failure before the request goes out is the caller's
         if not self.can_embed:
             raise NotImplementedError(f"provider {self.name!r} is configured without embeddings")
         params: dict[str, Any] = {

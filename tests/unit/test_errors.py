@@ -20,7 +20,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilience.errors import POLICIES, Classification, ErrorKind, classify, parse_retry_after
+from resilience.errors import (
+    POLICIES,
+    Classification,
+    ErrorKind,
+    Scope,
+    classify,
+    parse_retry_after,
+)
 from resilience.exceptions import ProviderError, StreamTruncatedError
 from tests.sdk_faults import (
     ANTHROPIC_STREAM_START,
@@ -848,3 +855,71 @@ def test_absent_headers_give_none_and_httpx2_headers_are_accepted() -> None:
 
 def test_http_date_without_zone_is_read_as_utc() -> None:
     assert parse_retry_after({"retry-after": "Thu, 01 Jan 2026 00:01:00 -0000"}, now=at_now) == 60.0
+
+
+# --- Requests that never left ---------------------------------------------------------------
+
+
+def _sdk_encoding_error() -> Exception:
+    """What both SDKs raise when a body holds a lone surrogate: before anything is sent."""
+    try:
+        json.dumps({"content": "hi \udc80"}, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        _sdk_encoding_error(),
+        ValueError("Out of range float values are not JSON compliant"),  # temperature NaN
+        TypeError("Missing required arguments"),
+        _json_error(),
+        _pydantic_error(),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_an_unknown_failure_before_the_request_left_is_the_callers_bad_request(
+    exc: Exception,
+) -> None:
+    sent = classify(exc)
+    assert sent.kind is K.INVALID_RESPONSE and sent.sent  # as before, once it went out
+    found = classify(exc, sent=False)
+    assert (found.kind, found.code, found.sent) == (K.BAD_REQUEST, "not_sent", False)
+    policy = found.policy
+    assert (policy.retryable, policy.counts_on_breaker, policy.fallback) == (False, False, False)
+    assert policy.scope is Scope.REQUEST
+    assert found.message.startswith("request not sent: ")
+    assert "unclassified" not in found.message
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), K.NETWORK),
+        (TimeoutError(), K.TIMEOUT),
+        (asyncio.CancelledError(), K.CANCELLED),
+        (ProviderError("ours", kind=K.OVERLOADED), K.OVERLOADED),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
+)
+def test_a_known_kind_keeps_its_meaning_when_nothing_was_sent(
+    exc: BaseException, kind: ErrorKind
+) -> None:
+    found = classify(exc, sent=False)
+    assert (found.kind, found.sent) == (kind, False)
+
+
+def test_a_stream_that_began_was_sent_whatever_the_flag_says() -> None:
+    found = classify(ValueError("bad chunk"), stream_started=True, sent=False)
+    assert (found.kind, found.underlying) == (K.STREAM_INTERRUPTED, K.INVALID_RESPONSE)
+
+
+@pytest.mark.parametrize("sent", [True, False])
+def test_a_message_carrying_a_lone_surrogate_or_nul_stays_encodable(sent: bool) -> None:
+    found = classify(ValueError("model 'x\udc80\x00' unknown"), sent=sent)
+    found.message.encode("utf-8")  # would raise on the raw surrogate
+    assert "\x00" not in found.message
+    assert "\\udc80" in found.message and "\\u0000" in found.message
+    json.dumps({"message": found.message}, ensure_ascii=False).encode("utf-8")
