@@ -4,25 +4,42 @@ Counters and the latency histogram are updated by the endpoints; breaker
 state gauges and audit sink counters are read at scrape time, so they are
 never stale. The tenant label can be switched off (`tenant_label=False`) when
 tenants are too many for a time series each.
+
+Label values come from callers (header-mode tenant ids, `provider:model` names), so
+nothing here may grow with them or break on them:
+
+- tenants listed in the config keep their label; up to `max_tenants` others get one
+  each, first come first served, and the rest share `_other` (not a valid tenant id, so
+  it names no real tenant). Counters are folded rather than evicted: an evicted series
+  would come back from zero.
+- per-model health comes from the client's `HealthBoard`, which is bounded itself.
+- a label value no encoder takes (a lone surrogate) is escaped when the page is
+  rendered instead of failing the scrape.
+- with `token_sha256`, the page (which names tenants) needs `Authorization: Bearer`
+  with the token whose SHA-256 that is; else 401.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from resilience.audit.sink import DatabaseSink
 from resilience.client import ResilientClient
 from resilience.events import BreakerState, BreakerTransition
+from resilience.resolvers import DigestMatcher
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OTHER_TENANTS = "_other"
+"""The tenant label shared by tenants past `max_tenants`."""
 
 
 class GatewayMetrics:
@@ -32,9 +49,18 @@ class GatewayMetrics:
         sink: Callable[[], DatabaseSink | None],
         *,
         tenant_label: bool = True,
+        max_tenants: int = 1000,
+        known_tenants: Iterable[str] = (),
+        token_sha256: str | None = None,
     ) -> None:
+        if max_tenants < 0:
+            raise ValueError(f"max_tenants: must be >= 0, got {max_tenants!r}")
         self.registry = CollectorRegistry()
         self.tenant_label = tenant_label
+        self._labelled: set[str] = set(known_tenants)
+        self._room = max_tenants
+        """Tenants not in the config that may still get a label of their own."""
+        self._token = DigestMatcher([(token_sha256, True)]) if token_sha256 else None
         self.requests = Counter(
             "resilience_requests",
             "Gateway requests by tenant, answering provider and outcome.",
@@ -69,14 +95,74 @@ class GatewayMetrics:
         self.registry.register(_Live(client, sink))
 
     def tenant(self, tenant: str | None) -> str:
-        return (tenant or "") if self.tenant_label else ""
+        """The label value for `tenant`: itself, or `_other` once `max_tenants` are taken."""
+        if not tenant or not self.tenant_label:
+            return ""
+        if tenant in self._labelled:
+            return tenant
+        if self._room <= 0:
+            return OTHER_TENANTS
+        self._room -= 1
+        self._labelled.add(tenant)
+        return tenant
 
     def emit(self, event: BreakerTransition) -> None:
         """An `AuditSink`: counts transitions."""
         self.transitions.labels(event.provider, str(event.to_state), str(event.reason)).inc()
 
     async def endpoint(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
+        if self._token is not None and not self._authorized(request):
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "a valid metrics bearer token is required",
+                        "type": "authentication_error",
+                        "code": "invalid_metrics_token",
+                    }
+                },
+                status_code=401,
+                headers={"www-authenticate": "Bearer"},
+            )
+        return Response(render(self.registry), media_type=CONTENT_TYPE)
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip() or self._token is None:
+            return False
+        return self._token.match(presented.strip()) is not None
+
+
+def render(registry: Collector) -> bytes:
+    """The exposition page; a label value UTF-8 cannot carry (a lone surrogate from a
+    caller) is escaped (`\\udc80`) rather than failing the whole scrape."""
+    try:
+        return generate_latest(registry)
+    except UnicodeEncodeError:
+        return generate_latest(_Escaped(registry))
+
+
+class _Escaped(Collector):
+    """`registry` with every label value made encodable; used only when one is not."""
+
+    def __init__(self, registry: Collector) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            copy = Metric(metric.name, _escape(metric.documentation), metric.type, metric.unit)
+            copy.samples = [
+                s._replace(labels={k: _escape(v) for k, v in s.labels.items()})
+                for s in metric.samples
+            ]
+            yield copy
+
+
+def _escape(text: str) -> str:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 class _Live(Collector):
@@ -114,7 +200,8 @@ class _Live(Collector):
             yield from _store(client.registry.store.status())
         sink = self._sink()
         if sink is not None:
-            for name in ("received", "queued", "written", "spooled", "replayed", "failed_batches"):
+            counted = ("received", "queued", "written", "spooled", "replayed", "failed_batches")
+            for name in (*counted, "quarantined", "spool_errors"):
                 family = CounterMetricFamily(
                     f"resilience_audit_{name}", f"Audit sink events {name.replace('_', ' ')}."
                 )
@@ -125,6 +212,14 @@ class _Live(Collector):
             )
             up.add_metric([], 1 if sink.stats.database_up else 0)
             yield up
+            backlog = GaugeMetricFamily(
+                "resilience_audit_backlog",
+                "Audit events not yet in the database: queued in memory, or spooled to disk.",
+                labels=["where"],
+            )
+            for where, count in sink.backlog().items():
+                backlog.add_metric([where], count)
+            yield backlog
 
 
 def _store(status: dict[str, Any]) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:

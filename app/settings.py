@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from app.body_timeout import DEFAULT_BODY_READ_TIMEOUT_S
 from resilience.audit.database import database_url, default_sqlite_path
 from resilience.config import Config, load_config
+from resilience.types import Clock
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,6 +25,8 @@ class Settings:
     body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S
     """A request body not complete this long after the request began gets 408."""
     migrate_on_start: bool = True
+    clock: Clock = field(default=time.monotonic, repr=False)
+    """Monotonic seconds for the client's breakers, deadlines and health (tests move it)."""
     metrics_tenant_label: bool = True
     """Label request metrics by tenant; switch off when tenants are too many."""
 

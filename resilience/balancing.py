@@ -52,7 +52,8 @@ class _Plan:
     def __init__(self, group: Group, board: HealthBoard) -> None:
         self.group = group  # keeps the group alive, so its id() is not reused
         self.members: tuple[Target, ...] = group.members
-        self.health: tuple[MemberHealth, ...] = tuple(board.member(m) for m in group.members)
+        # pinned: a board that evicted one would leave this plan reading a stale entry
+        self.health: tuple[MemberHealth, ...] = tuple(board.pin(m) for m in group.members)
         self.calls = 0
         self.index = {m: i for i, m in enumerate(group.members)}
         weights = group.weights or tuple(1.0 for _ in group.members)

@@ -50,6 +50,7 @@ from resilience.config_checks import (
     only,
     parse_route,
     rpm,
+    sha256_hex,
     string,
     table,
 )
@@ -222,12 +223,25 @@ def _redis_prefix(prefix: str) -> str:
 
 
 def _server(data: Mapping[str, Any]) -> ServerConfig:
-    only(data, "server", {"tenant_from", "tenant_header"})
+    keys = {"tenant_from", "tenant_header", "metrics_token_sha256", "metrics_max_tenants"}
+    only(data, "server", keys)
     tenant_from = choice(data, "tenant_from", "server", ("api_key", "header"), "api_key")
     header = string(data.get("tenant_header", "x-tenant-id"), "server.tenant_header")
     if not HTTP_TOKEN.fullmatch(header):
         raise ConfigError("server.tenant_header", f"not a valid HTTP header name: {header!r}")
-    return ServerConfig(tenant_from=cast(TenantFrom, tenant_from), tenant_header=header.lower())
+    token = data.get("metrics_token_sha256")
+    if token is not None:
+        token = sha256_hex(token, "server.metrics_token_sha256")
+    path = "server.metrics_max_tenants"
+    max_tenants = number(data.get("metrics_max_tenants", 1000), path, integer=True)
+    if max_tenants < 0:
+        raise ConfigError(path, f"must be an integer >= 0, got {max_tenants!r}")
+    return ServerConfig(
+        tenant_from=cast(TenantFrom, tenant_from),
+        tenant_header=header.lower(),
+        metrics_token_sha256=token,
+        metrics_max_tenants=int(max_tenants),
+    )
 
 
 def _policy(kind: type[P], data: Mapping[str, Any], path: str, base: P | None) -> P:

@@ -44,6 +44,11 @@ class ServerConfig:
 
     tenant_from: TenantFrom = "api_key"
     tenant_header: str = "x-tenant-id"
+    metrics_token_sha256: str | None = None
+    """SHA-256 of the bearer token `/metrics` requires; None: `/metrics` is open."""
+    metrics_max_tenants: int = 1000
+    """Tenants not listed in `[tenants]` that get a metrics label of their own; the rest
+    share the label `_other` (in header mode callers name tenants)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,12 +13,20 @@ show it. Health is about the upstream, so it is shared by all tenants.
   target keeps the figures it had). Neutral endings (the caller cancelled, our deadline
   cut the call) count neither way.
 - `in_flight`: attempts started and not yet finished; for a stream, until its first chunk.
+
+Targets named by callers (`provider:model` straight from a request) are unbounded, so the
+board is too: past `max_targets` the least recently used entry goes (a gauge, so nothing
+accumulated is lost that the next call does not rebuild). Targets a balancer reads are
+pinned and never go. `Target` refuses names no encoder takes (a lone surrogate) and
+long ones, but the board does not rely on it: `/metrics` and the admin API render every
+entry it holds, so each shows its names escaped (`\\udc80`) and shortened as needed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from resilience.routes import Target
@@ -26,6 +34,10 @@ from resilience.types import Clock, ProviderName
 
 EWMA_WEIGHT = 0.3
 SAMPLES = 256
+MAX_TARGETS = 1000
+"""Entries the board keeps besides pinned ones; the least recently used goes first."""
+MAX_LABEL = 256
+"""Longer names (none a `Target` accepts) are shown shortened, a digest keeping them apart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +85,16 @@ class MemberHealth:
         "errors_total",
         "ewma_s",
         "in_flight",
+        "model",
+        "provider",
         "target",
     )
 
     def __init__(self, target: Target, *, clock: Clock) -> None:
         self.target = target
+        self.provider = printable(target.provider)
+        self.model = printable(target.model)
+        """The names as shown: what every encoder takes."""
         self._clock = clock
         self.in_flight = 0
         self.ewma_s: float | None = None
@@ -117,8 +134,8 @@ class MemberHealth:
         finished, errors = len(self._recent), self._recent_errors
         ordered = sorted(self._latencies)
         return HealthSnapshot(
-            provider=self.target.provider,
-            model=self.target.model,
+            provider=self.provider,
+            model=self.model,
             in_flight=self.in_flight,
             calls=finished,
             errors=errors,
@@ -145,27 +162,65 @@ class MemberHealth:
 
 
 class HealthBoard:
-    """`MemberHealth` by target, created on first use and kept (targets come from config)."""
+    """`MemberHealth` by target, created on first use, bounded by `max_targets`.
 
-    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+    Mutated only from the event loop's thread.
+    """
+
+    def __init__(self, *, clock: Clock = time.monotonic, max_targets: int = MAX_TARGETS) -> None:
+        if max_targets < 1:
+            raise ValueError(f"max_targets: must be >= 1, got {max_targets!r}")
         self._clock = clock
-        self._members: dict[Target, MemberHealth] = {}
+        self.max_targets = max_targets
+        self._members: OrderedDict[Target, MemberHealth] = OrderedDict()
+        """Least recently used first."""
+        self._pinned: dict[Target, MemberHealth] = {}
 
     def member(self, target: Target) -> MemberHealth:
-        found = self._members.get(target)
+        """The target's entry, made the most recently used; created (maybe evicting) if new."""
+        found = self._pinned.get(target)
+        if found is not None:
+            return found
+        members = self._members
+        found = members.get(target)
+        if found is not None:
+            members.move_to_end(target)
+            return found
+        found = members[target] = MemberHealth(target, clock=self._clock)
+        if len(members) > self.max_targets:
+            members.popitem(last=False)  # a call still holding it finishes on the old entry
+        return found
+
+    def pin(self, target: Target) -> MemberHealth:
+        """The entry of a target a balancer orders by: never evicted, so the balancer and
+        the client keep reading and writing the same one."""
+        found = self._pinned.get(target)
         if found is None:
-            found = MemberHealth(target, clock=self._clock)
-            self._members[target] = found
+            found = self._members.pop(target, None) or MemberHealth(target, clock=self._clock)
+            self._pinned[target] = found
         return found
 
     def snapshot(self) -> list[HealthSnapshot]:
-        """Every target seen so far, sorted by (provider, model)."""
-        snaps = [m.snapshot() for m in self._members.values()]
+        """Every target held, sorted by (provider, model)."""
+        snaps = [m.snapshot() for m in (*self._pinned.values(), *self._members.values())]
         snaps.sort(key=lambda s: (s.provider, s.model))
         return snaps
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._pinned) + len(self._members)
+
+
+def printable(name: str) -> str:
+    """`name` itself when UTF-8 takes it and it is short; else escaped (`\\udc80`) and
+    shortened, a digest of the whole keeping different names apart."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        name = name.encode("utf-8", "backslashreplace").decode()
+    if len(name) > MAX_LABEL:
+        digest = hashlib.blake2b(name.encode(), digest_size=6).hexdigest()
+        name = f"{name[: MAX_LABEL - 15]}...{digest}"
+    return name
 
 
 def _percentile(ordered: list[float], q: float) -> float | None:

@@ -183,7 +183,8 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ),
     (
         with_("server.zzz", 1),
-        "server.zzz: unknown key (expected one of: tenant_from, tenant_header)",
+        "server.zzz: unknown key (expected one of: metrics_max_tenants, "
+        "metrics_token_sha256, tenant_from, tenant_header)",
     ),
     # types and numbers
     (

@@ -25,7 +25,8 @@ class BreakerStore(Protocol):
         ...
 
     def breakers(self) -> Iterator[CircuitBreaker]:
-        """Every live breaker, provider-wide gates included."""
+        """Every live breaker, provider-wide gates included; idle ones whose time to live
+        is up are forgotten first, so a listing never shows them."""
         ...
 
     def evict_idle(self) -> int:

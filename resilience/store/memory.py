@@ -7,10 +7,16 @@ previous, so a closed breaker untouched for between one and two TTLs is
 forgotten and comes back closed when its tenant returns. Breakers that are not
 closed are pinned and never dropped. Memory follows active tenants, with O(1)
 work per lookup and no sweep over every breaker.
+
+Generations turn on time, not only when a new pair arrives: a lookup that misses,
+listing the breakers (`GET /admin/circuits`, a metrics scrape) and a background task
+started by `start()` (every `sweep_every_s`) each turn them once the injected clock says
+they are due. Without them an idle breaker stayed listed for as long as no new tenant came.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -36,9 +42,14 @@ class MemoryStore:
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         idle_ttl_s: float = 300.0,
+        sweep_every_s: float | None = None,
     ) -> None:
         if not idle_ttl_s > 0:
             raise ValueError(f"idle_ttl_s: must be > 0, got {idle_ttl_s!r}")
+        if sweep_every_s is None:
+            sweep_every_s = min(idle_ttl_s / 10.0, 30.0)
+        if not sweep_every_s > 0:
+            raise ValueError(f"sweep_every_s: must be > 0, got {sweep_every_s!r}")
         self._policy_for = policy_for
         self._emit = emit
         self._clock = clock
@@ -49,6 +60,8 @@ class MemoryStore:
         self._pinned: dict[BreakerKey, CircuitBreaker] = {}
         self._gates: dict[ProviderName, CircuitBreaker] = {}
         self._rotate_at = clock() + idle_ttl_s
+        self._sweep_every_s = sweep_every_s
+        self._sweeper: asyncio.Task[None] | None = None
         self._trips: dict[ProviderName, dict[TenantId, float]] = {}
         self._limits = RateLimits(clock=clock)
         self.take_token = self._limits.take
@@ -73,6 +86,7 @@ class MemoryStore:
         return gate
 
     def breakers(self) -> Iterator[CircuitBreaker]:
+        self.sweep()
         yield from self._gates.values()
         seen: set[BreakerKey] = set()
         for generation in (self._pinned, self._current, self._previous):
@@ -82,22 +96,43 @@ class MemoryStore:
                     yield breaker
 
     def evict_idle(self) -> int:
-        """Drop the previous generation now (normally done every `idle_ttl_s` on a miss)."""
+        """Drop the previous generation now, due or not."""
         before = len(self)
         self._rotate(self._clock())
+        return before - len(self)
+
+    def sweep(self) -> int:
+        """Drop the previous generation if `idle_ttl_s` has passed since the last turn;
+        returns how many breakers went."""
+        now = self._clock()
+        if now < self._rotate_at:
+            return 0
+        before = len(self)
+        self._rotate(now)
         return before - len(self)
 
     async def atake_token(self, key: BreakerKey, rpm: float) -> bool:
         return self._limits.take(key, rpm)
 
     async def start(self) -> None:
-        """Nothing to connect to."""
+        """Start the background sweep, so idle breakers go while no request comes."""
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="resilience-sweep")
 
     async def aclose(self) -> None:
-        """Nothing to hand over."""
+        """Stop the background sweep."""
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
 
     def status(self) -> dict[str, Any]:
         return {"kind": "memory", "shared": False}
+
+    def hold(self, breaker: CircuitBreaker) -> None:
+        """Keep a breaker that changed state without a transition (restored at start) out of
+        eviction, as a transition would have."""
+        self._pin(breaker)
 
     def __len__(self) -> int:
         keys = self._current.keys() | self._previous.keys() | self._pinned.keys()
@@ -127,6 +162,12 @@ class MemoryStore:
             self.gate(breaker.provider).open_provider_wide(now, tenants)
 
     # -- internals -------------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        # only the cadence is real time; whether a generation is due is the injected clock's
+        while True:
+            await asyncio.sleep(self._sweep_every_s)
+            self.sweep()
 
     def _miss(self, tenant: TenantId, provider: ProviderName) -> CircuitBreaker:
         now = self._clock()

@@ -51,7 +51,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import make_url
 
-from resilience.breaker import ASK_STORE, CircuitBreaker, Permit, check_duration
+from resilience.breaker import (
+    ASK_STORE,
+    MAX_DURATION_S,
+    CircuitBreaker,
+    Permit,
+    check_duration,
+)
 from resilience.errors import ErrorKind
 from resilience.events import BreakerState, BreakerTransition, TransitionReason
 from resilience.exceptions import CircuitOpenError
@@ -392,6 +398,7 @@ class RedisStore(MemoryStore):
             except (OSError, _redis_errors()) as exc:
                 self._lost(exc)
             self._runner = asyncio.create_task(self._run(), name="resilience-redis-store")
+        await super().start()  # the sweep: local views go idle like memory breakers
 
     async def flush(self) -> None:
         """Wait for the verdicts in flight and send the successes not yet sent."""
@@ -406,6 +413,7 @@ class RedisStore(MemoryStore):
     async def aclose(self) -> None:
         """`flush()`, then disconnect."""
         self._closing = True
+        await super().aclose()
         await self.flush()
         if self._runner is not None:
             self._runner.cancel()
@@ -664,7 +672,8 @@ class RedisStore(MemoryStore):
                 tenant=breaker.tenant,
                 provider=breaker.provider,
                 state=BreakerState(reply["s"]),
-                retry_after_s=math.inf if wait < 0 else wait,
+                # a key written before durations were bounded may hold any wait
+                retry_after_s=math.inf if wait < 0 else min(wait, MAX_DURATION_S),
                 provider_wide=refused == "gate" or breaker.tenant == PROVIDER_WIDE,
             )
         views = reply["v"]
