@@ -1,42 +1,72 @@
-"""The admin API under `/admin`: circuits, reset, isolate, audit events.
+"""The admin API under `/admin`: circuits, reset, isolate, audit events, summary, health.
 
 Bearer tokens from `[admin.tokens.*]`, stored as SHA-256 hashes and compared
-in constant time against every entry. A token limited to a tenant sees and
+in constant time against every entry; `AdminGuard` asks `authenticated` before any
+route runs, and each endpoint checks again. A token limited to a tenant sees and
 changes only that tenant: other tenants (and the provider-wide `*`) are 403.
-Every change is audited with the token's name as actor.
+Every input is checked (`app.admin_input`) before anything acts, so a refused
+request changes nothing. Every change is audited with the token's name as actor.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
+import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from app.admin_input import (
+    BadInput,
+    only_fields,
+    parse_time,
+    read_object,
+    shown,
+    text_field,
+)
 from resilience.audit.queries import MAX_PAGE, BadCursor, list_events, provider_summary
-from resilience.breaker import BreakerSnapshot
+from resilience.breaker import BreakerSnapshot, check_duration
 from resilience.client import ResilientClient
 from resilience.config import AdminToken
 from resilience.config_checks import NAME as PROVIDER_NAME
 from resilience.events import BreakerState
 from resilience.resolvers import TENANT_ID, DigestMatcher
-from resilience.types import PROVIDER_WIDE
+from resilience.types import PROVIDER_WIDE, Clock
 from resilience.wire import openai_error
+
+_QUERIES = {
+    "circuits": ("tenant", "provider", "state"),
+    "events": ("tenant", "provider", "since", "until", "cursor", "limit"),
+    "summary": ("since", "until"),
+    "providers": (),
+}
+"""The query parameters each listing knows; another is refused (a typo must not widen it)."""
 
 
 def _error(status: int, message: str, code: str) -> JSONResponse:
     kind = "authentication_error" if status in (401, 403) else "invalid_request_error"
-    return JSONResponse(openai_error(message, type_=kind, code=code), status_code=status)
+    headers = {"www-authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        openai_error(message, type_=kind, code=code), status_code=status, headers=headers
+    )
+
+
+def unauthenticated() -> Response:
+    """The one answer to a request under `/admin` without a valid token, whatever its path."""
+    return _error(401, "a valid admin bearer token is required", "invalid_admin_token")
+
+
+def _refused(exc: BadInput) -> Response:
+    return _error(exc.status, str(exc), exc.code)
 
 
 def circuit(snapshot: BreakerSnapshot) -> dict[str, Any]:
-    """DESIGN.md's circuit shape."""
+    """A breaker as the admin API, the CLI and the dashboard show it."""
     return {
         "tenant": snapshot.tenant,
         "provider": snapshot.provider,
@@ -53,59 +83,72 @@ class AdminEndpoints:
         tokens: Mapping[str, AdminToken],
         client: Callable[[], ResilientClient],
         engine: Callable[[], AsyncEngine],
+        *,
+        wall_clock: Clock = time.time,
     ) -> None:
         self._tokens = DigestMatcher((t.token_sha256, t) for t in tokens.values())
         self._client = client
         self._engine = engine
+        self._wall_clock = wall_clock
 
-    def _token(self, request: Request) -> AdminToken | None:
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    def token(self, headers: Headers) -> AdminToken | None:
+        """The admin token the request presents, if it is a configured one."""
+        scheme, _, presented = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not presented:
             return None
         return self._tokens.match(presented.strip())
 
+    def authenticated(self, headers: Headers) -> bool:
+        """For `AdminGuard`, which asks before any route runs."""
+        return self.token(headers) is not None
+
+    def _token(self, request: Request) -> AdminToken | None:
+        return self.token(request.headers)
+
     def _authorize(self, request: Request, tenant: str | None) -> AdminToken | Response:
         token = self._token(request)
         if token is None:
-            return _error(401, "a valid admin bearer token is required", "invalid_admin_token")
-        if token.tenant is not None and tenant != token.tenant:
-            return _error(
-                403,
-                f"token {token.name!r} is limited to tenant {token.tenant!r}",
-                "forbidden_tenant",
-            )
-        return token
+            return unauthenticated()
+        return _forbidden(token, tenant) or token
 
-    def _pair(self, request: Request) -> tuple[str, str] | Response:
+    def _pair(self, request: Request) -> tuple[AdminToken, str, str] | Response:
+        """The token and the (tenant, provider) of the path, in this order: authenticated,
+        a well-formed tenant, one the token may touch, then a provider that exists."""
+        token = self._token(request)
+        if token is None:
+            return unauthenticated()
         tenant = request.path_params["tenant"]
         provider = request.path_params["provider"]
         if tenant != PROVIDER_WIDE and not TENANT_ID.fullmatch(tenant):
             return _error(400, "invalid tenant id", "invalid_tenant")
+        forbidden = _forbidden(token, tenant)
+        if forbidden is not None:
+            return forbidden
         if provider not in self._client().providers:
             return _error(404, "unknown provider", "unknown_provider")
-        return tenant, provider
+        return token, tenant, provider
 
-    def _scope(self, request: Request) -> str | Response | None:
+    def _scope(self, request: Request, listing: str) -> str | Response | None:
         """The tenant a listing covers: `?tenant=`, else the token's own tenant, else all.
-        A filter that could match nothing (empty, malformed) is refused, not ignored."""
+        A filter that could match nothing (empty, malformed, unknown) is refused, not ignored."""
         token = self._token(request)
+        if token is None:
+            return unauthenticated()
         params = request.query_params
+        for name in params:
+            if name not in _QUERIES[listing]:
+                return _error(400, f"unknown query parameter {shown(name)}", "invalid_query")
         asked, provider = params.get("tenant"), params.get("provider")
-        invalid = None
         if asked is not None and asked != PROVIDER_WIDE and not TENANT_ID.fullmatch(asked):
-            invalid = "tenant"
-        elif provider is not None and not PROVIDER_NAME.fullmatch(provider):
-            invalid = "provider"
-        if invalid is not None:  # only a valid token learns that its filter is malformed
-            auth = self._authorize(request, token.tenant if token else None)
-            return auth if isinstance(auth, Response) else _invalid_filter(invalid)
-        tenant = asked or (token.tenant if token else None)
-        auth = self._authorize(request, tenant)
-        return auth if isinstance(auth, Response) else tenant
+            return _invalid_filter("tenant")
+        if provider is not None and not PROVIDER_NAME.fullmatch(provider):
+            return _invalid_filter("provider")
+        tenant = asked or token.tenant
+        return _forbidden(token, tenant) or tenant
 
     async def circuits(self, request: Request) -> Response:
         params = request.query_params
-        tenant = self._scope(request)
+        tenant = self._scope(request, "circuits")
         if isinstance(tenant, Response):
             return tenant
         state = params.get("state")
@@ -126,11 +169,9 @@ class AdminEndpoints:
         pair = self._pair(request)
         if isinstance(pair, Response):
             return pair
-        auth = self._authorize(request, pair[0])
-        if isinstance(auth, Response):
-            return auth
+        _, tenant, provider = pair
         registry = self._client().registry
-        snapshot = registry.snapshot(*pair) or registry.get(*pair).snapshot()
+        snapshot = registry.snapshot(tenant, provider) or registry.get(tenant, provider).snapshot()
         return JSONResponse(circuit(snapshot))
 
     async def reset(self, request: Request) -> Response:
@@ -140,52 +181,50 @@ class AdminEndpoints:
         return await self._change(request, opening=True)
 
     async def _change(self, request: Request, *, opening: bool) -> Response:
+        """Everything is checked (token, path, body) before the breaker is touched."""
         pair = self._pair(request)
         if isinstance(pair, Response):
             return pair
-        auth = self._authorize(request, pair[0])
-        if isinstance(auth, Response):
-            return auth
+        token, tenant, provider = pair
         try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            return _error(400, "body: not valid JSON", "invalid_body")
-        if not isinstance(body, dict):
-            return _error(400, "body: expected a JSON object", "invalid_body")
-        reason = body.get("reason")
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-            return _error(
-                400, "reason: expected a string of at most 500 characters", "invalid_reason"
-            )
+            body = await read_object(request)
+            only_fields(body, ("reason", "duration_s") if opening else ("reason",))
+            reason = text_field(body, "reason")
+            duration = body.get("duration_s")
+            check_duration(duration)
+        except BadInput as exc:
+            return _refused(exc)
+        except ValueError as exc:  # check_duration's message names the field
+            return _error(400, str(exc), "invalid_duration")
         registry = self._client().registry
         if not opening:
-            snapshot = await registry.areset(*pair, actor=auth.name, note=reason)
+            snapshot = await registry.areset(tenant, provider, actor=token.name, note=reason)
             return JSONResponse(circuit(snapshot))
-        duration = body.get("duration_s")
-        if duration is not None and (
-            isinstance(duration, bool)
-            or not isinstance(duration, int | float)
-            or not 0 < duration < math.inf
-        ):
-            return _error(400, "duration_s: expected a number > 0", "invalid_duration")
         snapshot = await registry.aforce_open(
-            *pair, actor=auth.name, duration_s=duration, note=reason
+            tenant,
+            provider,
+            actor=token.name,
+            duration_s=None if duration is None else float(duration),
+            note=reason,
         )
         return JSONResponse(circuit(snapshot))
 
     async def events(self, request: Request) -> Response:
         params = request.query_params
-        tenant = self._scope(request)
+        tenant = self._scope(request, "events")
         if isinstance(tenant, Response):
             return tenant
         try:
-            since = _time(params.get("since"), "since")
-            until = _time(params.get("until"), "until")
-            limit = int(params.get("limit", "100"))
-            if not 1 <= limit <= MAX_PAGE:
-                raise ValueError(f"limit: must be 1 to {MAX_PAGE}")
-        except ValueError as exc:
-            return _error(400, str(exc), "invalid_query")
+            since = parse_time(params.get("since"), "since")
+            until = parse_time(params.get("until"), "until")
+        except BadInput as exc:
+            return _refused(exc)
+        limit_text = params.get("limit", "100")
+        if not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 4):
+            return _error(400, f"limit: must be 1 to {MAX_PAGE}", "invalid_query")
+        limit = int(limit_text)
+        if not 1 <= limit <= MAX_PAGE:
+            return _error(400, f"limit: must be 1 to {MAX_PAGE}", "invalid_query")
         try:
             async with self._engine().connect() as conn:
                 page = await list_events(
@@ -209,7 +248,7 @@ class AdminEndpoints:
         """Health of each (provider, model) this process has called: latency p50/p99 and
         EWMA, error rate, calls in flight, and the provider's rpm limit and skips. It is about
         upstreams shared by every tenant, so only an unrestricted token may read it."""
-        auth = self._authorize(request, None)
+        auth = self._unrestricted(request, "providers")
         if isinstance(auth, Response):
             return auth
         client = self._client()
@@ -224,32 +263,43 @@ class AdminEndpoints:
         return JSONResponse({"providers": rows})
 
     async def summary(self, request: Request) -> Response:
-        auth = self._authorize(request, None)
+        """Per provider over [since, until): opens and open time, both clipped to now."""
+        auth = self._unrestricted(request, "summary")
         if isinstance(auth, Response):
             return auth
         try:
-            since = _time(request.query_params.get("since"), "since")
-            until = _time(request.query_params.get("until"), "until")
-        except ValueError as exc:
-            return _error(400, str(exc), "invalid_query")
+            since = parse_time(request.query_params.get("since"), "since")
+            until = parse_time(request.query_params.get("until"), "until")
+        except BadInput as exc:
+            return _refused(exc)
         if since is None or until is None:
             return _error(400, "since and until are required", "invalid_query")
+        if since >= until:
+            return _error(400, "since: must be before until", "invalid_query")
+        now = datetime.fromtimestamp(self._wall_clock(), UTC)
         async with self._engine().connect() as conn:
-            rows = await provider_summary(conn, since=since, until=until)
+            rows = await provider_summary(conn, since=since, until=until, now=now)
         return JSONResponse({"providers": [dataclasses.asdict(r) for r in rows]})
+
+    def _unrestricted(self, request: Request, listing: str) -> AdminToken | Response:
+        """A listing about every tenant: an unrestricted token, and only its own parameters."""
+        auth = self._authorize(request, None)
+        if isinstance(auth, Response):
+            return auth
+        for name in request.query_params:
+            if name not in _QUERIES[listing]:
+                return _error(400, f"unknown query parameter {shown(name)}", "invalid_query")
+        return auth
+
+
+def _forbidden(token: AdminToken, tenant: str | None) -> Response | None:
+    """A tenant-limited token asking about another tenant, the provider-wide `*`, or all."""
+    if token.tenant is None or tenant == token.tenant:
+        return None
+    return _error(
+        403, f"token {token.name!r} is limited to tenant {token.tenant!r}", "forbidden_tenant"
+    )
 
 
 def _invalid_filter(name: str) -> Response:
     return _error(400, f"{name}: not a valid {name} name", "invalid_query")
-
-
-def _time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{name}: expected an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{name}: include a time zone (e.g. Z or +00:00)")
-    return parsed

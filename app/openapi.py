@@ -11,6 +11,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from resilience.breaker import MAX_DURATION_S
+
 _ERROR = {
     "type": "object",
     "required": ["error"],
@@ -95,6 +97,12 @@ def _json(schema: dict[str, Any], description: str = "ok") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _dashboard_file(summary: str, media_type: str) -> dict[str, Any]:
+    """A static file of the dashboard: public (it holds no data), like the page itself."""
+    ok = {"description": summary, "content": {media_type: {"schema": {"type": "string"}}}}
+    return {"get": {"summary": summary, "security": [], "responses": {"200": ok}}}
+
+
 def _model_endpoint(summary: str, body: dict[str, Any], streams: bool) -> dict[str, Any]:
     ok: dict[str, Any] = {
         "description": "the answer",
@@ -161,11 +169,30 @@ def document() -> dict[str, Any]:
             },
         },
     }
-    change = {
+    reason = {
+        "type": "string",
+        "maxLength": 500,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        "description": "a note for the audit trail: printable text (no control characters, "
+        "no lone surrogates)",
+    }
+    reset = {
         "type": "object",
+        "additionalProperties": False,
+        "properties": {"reason": reason},
+        "description": "at most 64 KiB and 32 levels deep; unknown fields are refused",
+    }
+    isolate = {
+        **reset,
         "properties": {
-            "reason": {"type": "string", "maxLength": 500},
-            "duration_s": {"type": "number", "exclusiveMinimum": 0},
+            "reason": reason,
+            "duration_s": {
+                "type": ["number", "null"],
+                "exclusiveMinimum": 0,
+                "maximum": MAX_DURATION_S,
+                "description": "seconds until the breaker lets a probe through, at most "
+                "30 days; omit it or send null for no end: open until reset",
+            },
         },
     }
     return {
@@ -217,8 +244,8 @@ def document() -> dict[str, Any]:
                     "summary": "close a breaker",
                     "security": _ADMIN,
                     "parameters": _PAIR,
-                    "requestBody": {"content": {"application/json": {"schema": change}}},
-                    "responses": {"200": _json(_CIRCUIT), **_errors(400, 401, 403, 404)},
+                    "requestBody": {"content": {"application/json": {"schema": reset}}},
+                    "responses": {"200": _json(_CIRCUIT), **_errors(400, 401, 403, 404, 413)},
                 }
             },
             "/admin/circuits/{tenant}/{provider}/open": {
@@ -226,8 +253,8 @@ def document() -> dict[str, Any]:
                     "summary": "force a breaker open",
                     "security": _ADMIN,
                     "parameters": _PAIR,
-                    "requestBody": {"content": {"application/json": {"schema": change}}},
-                    "responses": {"200": _json(_CIRCUIT), **_errors(400, 401, 403, 404)},
+                    "requestBody": {"content": {"application/json": {"schema": isolate}}},
+                    "responses": {"200": _json(_CIRCUIT), **_errors(400, 401, 403, 404, 413)},
                 }
             },
             "/admin/events": {
@@ -245,6 +272,8 @@ def document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}), **_errors(400, 401, 403)},
                 }
             },
+            "/admin/dashboard.js": _dashboard_file("the dashboard's script", "text/javascript"),
+            "/admin/dashboard.css": _dashboard_file("the dashboard's style", "text/css"),
             "/admin/providers": {
                 "get": {
                     "summary": "health per (provider, model): latency, errors, in flight, rpm",
@@ -276,7 +305,13 @@ def document() -> dict[str, Any]:
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
-                    "responses": {"200": {"description": "text exposition format"}},
+                    "responses": {
+                        "200": {"description": "text exposition format"},
+                        "401": {
+                            "description": "[server] metrics_token_sha256 is set and the "
+                            "request's bearer token is not that token"
+                        },
+                    },
                 }
             },
         },

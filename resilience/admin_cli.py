@@ -12,8 +12,11 @@ import json
 import os
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
+
+from resilience.breaker import MAX_DURATION_S, check_duration
 
 
 def add_commands(commands: Any) -> None:
@@ -37,7 +40,12 @@ def add_commands(commands: Any) -> None:
         parser.add_argument("provider")
         parser.add_argument("--reason")
         if verb == "open":
-            parser.add_argument("--duration-s", type=float)
+            parser.add_argument(
+                "--duration-s",
+                type=_duration,
+                help=f"seconds, at most {MAX_DURATION_S} (30 days); omit it to stay open "
+                "until reset",
+            )
         parser.set_defaults(run=_change, verb=verb)
 
     events = commands.add_parser("events", help="audit events of a running gateway")
@@ -60,7 +68,13 @@ def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> di
     except httpx2.HTTPError as exc:
         print(f"error: cannot reach {args.url}: {exc}", file=sys.stderr)
         return None
-    body: dict[str, Any] = response.json()
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        print(f"error {response.status_code}: not a JSON object", file=sys.stderr)
+        return None
     if response.status_code >= 400:
         print(
             f"error {response.status_code}: {body.get('error', {}).get('message', body)}",
@@ -68,6 +82,16 @@ def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> di
         )
         return None
     return body
+
+
+def _duration(text: str) -> float:
+    """`--duration-s`, refused here as the gateway would refuse it."""
+    try:
+        seconds = float(text)
+        check_duration(seconds)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return seconds
 
 
 def _params(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
@@ -94,7 +118,8 @@ def _change(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = _params(args, ("reason",))
     if getattr(args, "duration_s", None) is not None:
         payload["duration_s"] = args.duration_s
-    path = f"/admin/circuits/{args.tenant}/{args.provider}/{args.verb}"
+    path = f"/admin/circuits/{quote(args.tenant, safe='')}/{quote(args.provider, safe='')}"
+    path += f"/{args.verb}"
     body = _call(args, "POST", path, json=payload)
     if body is None:
         return 1

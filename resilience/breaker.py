@@ -254,11 +254,11 @@ class CircuitBreaker:
             state is _HALF_OPEN and self._state is not _HALF_OPEN
         )
         retry_at = None
-        if waiting and math.isfinite(self._retry_at):
-            retry_at = _to_datetime(wall + self._retry_at - now)
+        if waiting:
+            retry_at = wall_time(wall + self._retry_at - now)
         opened_at = None
         if self._opened_at is not None and self._state is not _CLOSED:
-            opened_at = _to_datetime(wall + self._opened_at - now)
+            opened_at = wall_time(wall + self._opened_at - now)
         return BreakerSnapshot(
             tenant=self.tenant,
             provider=self.provider,
@@ -317,6 +317,19 @@ class CircuitBreaker:
     ) -> bool:
         """`force_open()`, awaited where the state is shared."""
         return self.force_open(actor=actor, duration_s=duration_s, note=note)
+
+    def restore_forced_open(self, *, remaining_s: float | None, opened_ago_s: float) -> None:
+        """Take over an admin isolation an earlier process left (`resilience.audit.restore`):
+        refuse calls for `remaining_s` (None: until reset). No transition is emitted: the
+        audit trail already holds the `admin_open` that began this period."""
+        check_duration(remaining_s)
+        now = self._clock()
+        self._state = _FORCED_OPEN
+        self._generation += 1
+        self._permit = Permit(self._generation)
+        self._probes.clear()
+        self._retry_at = math.inf if remaining_s is None else now + remaining_s
+        self._opened_at = now - max(0.0, opened_ago_s)
 
     def _extend_streak(self, tenant: TenantId, now: float) -> None:
         """On a gate: one more provider-scoped failure in a row; open when the streak is long
@@ -414,7 +427,10 @@ class CircuitBreaker:
             oldest = min(p.started_at for p in self._probes)
             watchdog = oldest + self.policy.probe_timeout_s - now
             return max(0.0, min(watchdog, self._cooldown))
-        return max(0.0, self._retry_at - now)
+        wait = self._retry_at - now
+        # a finite wait past any legal one (a state written before durations were bounded)
+        # still makes a header of a few digits; inf stays inf: an open without an end
+        return wait if wait == math.inf else max(0.0, min(wait, MAX_DURATION_S))
 
     def _settle(self, permit: Permit, kind: ErrorKind | None, retry_after_s: float | None) -> None:
         """Slow path of a result: a probe, a call that also probes the gate, or a late result."""
@@ -562,10 +578,42 @@ class CircuitBreaker:
         return f"CircuitBreaker({self.tenant!r}, {self.provider!r}, state={self._state})"
 
 
-def check_duration(duration_s: float | None) -> None:
-    """An admin open's `duration_s`: None (until reset) or a finite number > 0."""
-    if duration_s is not None and not (duration_s > 0 and math.isfinite(duration_s)):
-        raise ValueError(f"duration_s: must be a finite number > 0, got {duration_s!r}")
+MAX_DURATION_S = 30 * 86_400
+"""The longest admin open with an end (30 days): its retry time is always a representable
+date and a short `Retry-After`. Longer isolation is an open without an end (until reset)."""
+
+
+def check_duration(duration_s: object) -> None:
+    """An admin open's `duration_s`: None (no end: until reset) or a number of seconds in
+    (0, `MAX_DURATION_S`]. Checked before anything acts, in every store."""
+    if duration_s is None:
+        return
+    # comparisons, not float(): NaN and inf fail them, and a 400-digit int does not overflow
+    if (
+        isinstance(duration_s, bool)
+        or not isinstance(duration_s, int | float)
+        or not 0 < duration_s <= MAX_DURATION_S
+    ):
+        raise ValueError(
+            f"duration_s: expected seconds, more than 0 and at most {MAX_DURATION_S} (30 days), "
+            f"or null for no end (until reset); got {_shown(duration_s)}"
+        )
+
+
+def wall_time(seconds: float) -> datetime | None:
+    """A wall-clock time in seconds since the epoch as a UTC datetime, or None when no
+    datetime can hold it (inf: no end; or past year 9999)."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _shown(value: object) -> str:
+    """A refused value in an error message: short, ASCII, never the value's own huge text."""
+    if isinstance(value, float) or (isinstance(value, int) and abs(value) < 10**15):
+        return repr(value)
+    return "a huge integer" if isinstance(value, int) else f"a {type(value).__name__}"
 
 
 def _to_datetime(seconds: float) -> datetime:

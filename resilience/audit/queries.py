@@ -59,7 +59,8 @@ class ProviderSummary:
     provider: str
     opens: int
     open_seconds: float
-    """Total open time within the range, periods clipped to it, still-open ones up to `until`."""
+    """Total open time within the range, periods clipped to it and to now (a still-open one
+    counts up to now, or `until` if that is earlier)."""
     tenants_affected: int
 
 
@@ -143,15 +144,18 @@ async def open_periods(
 
 
 async def provider_summary(
-    conn: AsyncConnection, *, since: datetime, until: datetime
+    conn: AsyncConnection, *, since: datetime, until: datetime, now: datetime | None = None
 ) -> list[ProviderSummary]:
-    """Per provider over [since, until): opens, open time clipped to the range, tenants hit."""
+    """Per provider over [since, until): opens, open time clipped to the range and to `now`
+    (default: the current time), tenants hit. A range reaching into the future counts no
+    open time there: a period still open has lasted until now, not until `until`."""
+    end_of_data = min(until, now or datetime.now(UTC))
     opens: dict[str, int] = defaultdict(int)
     seconds: dict[str, float] = defaultdict(float)
     tenants: dict[str, set[str]] = defaultdict(set)
     for period in await open_periods(conn, since=since, until=until):
         start = max(period.opened_at, since)
-        end = min(period.closed_at or until, until)
+        end = min(period.closed_at or end_of_data, end_of_data)
         if period.opened_at >= since:
             opens[period.provider] += 1
         seconds[period.provider] += max(0.0, (end - start).total_seconds())
@@ -180,10 +184,21 @@ def _encode(event: EventRow) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+MAX_CURSOR = 200
+"""Far longer than any cursor `_encode` makes (about 110 characters)."""
+
+
 def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The position a cursor holds; BadCursor for anything `_encode` did not make, whatever
+    its shape (wrong types, deep nesting, times no datetime can hold in UTC)."""
+    if len(cursor) > MAX_CURSOR:
+        raise BadCursor("invalid cursor")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return _utc(datetime.fromisoformat(data["t"])), uuid.UUID(data["id"])
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        at, last_id = (data.get("t"), data.get("id")) if isinstance(data, dict) else (None, None)
+        if not isinstance(at, str) or not isinstance(last_id, str):
+            raise BadCursor("invalid cursor")
+        return _utc(datetime.fromisoformat(at)), uuid.UUID(last_id)
+    except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error) as exc:
         raise BadCursor("invalid cursor") from exc

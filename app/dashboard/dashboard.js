@@ -1,0 +1,133 @@
+"use strict";
+const tokenInput = document.getElementById("token");
+const filterInput = document.getElementById("filter");
+const statusLine = document.getElementById("status");
+tokenInput.value = sessionStorage.getItem("resilience-token") || "";
+
+function headers() {
+  return { "authorization": "Bearer " + tokenInput.value, "content-type": "application/json" };
+}
+
+// The admin API answers JSON; anything else (a proxy's error page) is reported by its
+// status, not as a JSON parse error.
+async function api(path, options) {
+  const response = await fetch(path, Object.assign({ headers: headers() }, options || {}));
+  let body = null;
+  try { body = JSON.parse(await response.text()); } catch (_) { body = null; }
+  if (!response.ok || body === null) {
+    const message = body && body.error && body.error.message;
+    throw new Error(message || `HTTP ${response.status} ${response.statusText}`.trim());
+  }
+  return body;
+}
+
+function text(tag, value, cls) {
+  const node = document.createElement(tag);
+  node.textContent = value;
+  if (cls) { node.className = cls; }
+  return node;
+}
+
+function cell(circuit, tenant, provider) {
+  const td = document.createElement("td");
+  td.className = "cell";
+  td.dataset.tenant = tenant;
+  td.dataset.provider = provider;
+  if (!circuit) { td.appendChild(text("span", "—", "none")); return td; }
+  td.appendChild(text("span", circuit.state.replace("_", " "), "state " + circuit.state));
+  td.dataset.state = circuit.state;
+  const reset = text("button", "reset");
+  reset.dataset.action = "reset";
+  reset.onclick = () => act(tenant, provider, "reset");
+  const isolate = text("button", "isolate");
+  isolate.dataset.action = "open";
+  isolate.onclick = () => act(tenant, provider, "open");
+  td.append(reset, isolate);
+  return td;
+}
+
+async function act(tenant, provider, verb) {
+  const tenantPath = encodeURIComponent(tenant);
+  await api(`/admin/circuits/${tenantPath}/${encodeURIComponent(provider)}/${verb}`,
+            { method: "POST", body: JSON.stringify({ reason: "dashboard" }) });
+  await refresh();
+}
+
+function render(circuits) {
+  const providers = [...new Set(circuits.map(c => c.provider))].sort();
+  const tenants = [...new Set(circuits.map(c => c.tenant))].sort();
+  const byKey = new Map(circuits.map(c => [c.tenant + "\u0000" + c.provider, c]));
+  const head = document.querySelector("#grid thead");
+  const body = document.querySelector("#grid tbody");
+  head.replaceChildren();
+  body.replaceChildren();
+  const row = document.createElement("tr");
+  row.appendChild(text("th", "tenant"));
+  providers.forEach(p => row.appendChild(text("th", p)));
+  head.appendChild(row);
+  tenants.forEach(t => {
+    const tr = document.createElement("tr");
+    tr.appendChild(text("th", t === "*" ? "* (provider-wide)" : t));
+    providers.forEach(p => tr.appendChild(cell(byKey.get(t + "\u0000" + p), t, p)));
+    body.appendChild(tr);
+  });
+}
+
+function renderTimeline(events) {
+  const list = document.getElementById("timeline");
+  list.replaceChildren();
+  events.forEach(e => {
+    const actor = e.actor ? ` by ${e.actor}` : "";
+    const kind = e.error_kind ? ` (${e.error_kind})` : "";
+    list.appendChild(text("li",
+      `${e.occurred_at.slice(0, 19)} ${e.tenant_id}/${e.provider} ${e.from_state} → ${e.to_state}: ${e.reason}${kind}${actor}`));
+  });
+}
+
+function renderHealth(rows) {
+  const body = document.querySelector("#health tbody");
+  body.replaceChildren();
+  const ms = v => v === null ? "—" : v.toFixed(1);
+  rows.forEach(r => {
+    const tr = document.createElement("tr");
+    tr.dataset.provider = r.provider;
+    [r.provider, r.model, String(r.in_flight), ms(r.p50_ms), ms(r.p99_ms),
+     (100 * r.error_rate).toFixed(1) + "%", String(r.calls_total),
+     r.rpm ? String(r.rpm) : "unlimited", String(r.rate_limit_skips)]
+      .forEach(v => tr.appendChild(text("td", v)));
+    body.appendChild(tr);
+  });
+}
+
+async function refreshHealth() {
+  const note = document.getElementById("health-note");
+  try {
+    renderHealth((await api("/admin/providers")).providers);
+    note.textContent = "";
+  } catch (error) {
+    note.textContent = "provider health: " + error.message;
+  }
+}
+
+async function refresh() {
+  if (!tokenInput.value) { return; }
+  sessionStorage.setItem("resilience-token", tokenInput.value);
+  const tenant = filterInput.value.trim();
+  const query = tenant ? "?tenant=" + encodeURIComponent(tenant) : "";
+  try {
+    const [circuits, events] = await Promise.all([
+      api("/admin/circuits" + query), api("/admin/events" + (query || "?") + (query ? "&" : "") + "limit=20"),
+    ]);
+    render(circuits.circuits);
+    renderTimeline(events.events);
+    await refreshHealth();
+    statusLine.textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (error) {
+    statusLine.textContent = "error: " + error.message;
+  }
+}
+
+tokenInput.addEventListener("change", refresh);
+filterInput.addEventListener("change", refresh);
+refresh();
+setInterval(refresh, 2000);
