@@ -2,16 +2,17 @@
 
 The lifespan builds the `ResilientClient` from the config, brings the audit
 database to the latest schema (embedded SQLite by default), starts the
-database sink, and flushes it on shutdown. `TenantMiddleware` is mounted as
-any user would mount it; `/admin`, `/healthz`, `/readyz` are exempt (admin
-calls carry their own tokens).
+database sink, restores what the audit trail says a restart must not lose
+(`resilience.audit.restore`), and flushes the sink on shutdown.
+`TenantMiddleware` is mounted as any user would mount it; `/admin`, `/healthz`,
+`/readyz` are exempt (admin calls carry their own tokens).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,15 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from app.admin import AdminEndpoints
+from app.admin import AdminEndpoints, unauthenticated
+from app.admin_guard import AdminGuard
 from app.api import ModelEndpoints
 from app.body_timeout import BodyReadTimeoutMiddleware
 from app.metrics import GatewayMetrics
 from app.openapi import openapi
 from app.settings import Settings
 from resilience.audit.database import create_engine, migrate
+from resilience.audit.restore import restore_breakers
 from resilience.audit.sink import DatabaseSink
 from resilience.client import ResilientClient
 from resilience.events import AuditSink
@@ -36,6 +39,9 @@ from resilience.resolvers import ApiKeyResolver, HeaderResolver
 from resilience.tenancy import TenantMiddleware
 
 logger = logging.getLogger("resilience.gateway")
+
+RESTORE_WAIT_S = 30.0
+"""How long the start waits for the spool's replay before reading the trail to restore."""
 
 
 class Gateway:
@@ -72,9 +78,10 @@ class Gateway:
         if self.metrics is not None:
             sinks.append(self.metrics)
         self._client = ResilientClient.from_config(
-            settings.config, environ=settings.environ, sinks=sinks
+            settings.config, environ=settings.environ, sinks=sinks, clock=settings.clock
         )
         await self._client.start()
+        await self._restore(self._engine, self.sink, self._client)
         try:
             yield
         finally:
@@ -91,12 +98,37 @@ class Gateway:
             )
             await self._engine.dispose()
 
+    @staticmethod
+    async def _restore(engine: AsyncEngine, sink: DatabaseSink, client: ResilientClient) -> None:
+        """Admin isolations survive a restart; periods the last process left open are closed
+        (`resilience.audit.restore`). After the spool an earlier run left is replayed, so the
+        trail read is complete; a trail that cannot be read leaves the breakers closed."""
+        if not await sink.caught_up(RESTORE_WAIT_S):
+            logger.warning("restore: the audit spool is still replaying; reading the trail anyway")
+        try:
+            done = await restore_breakers(engine, client.registry, sink.emit)
+        except Exception as exc:
+            logger.warning("restore: could not read the audit trail (%s); nothing restored", exc)
+            return
+        if done.skipped:
+            logger.warning("restore: nothing restored: %s", done.skipped)
+        elif done.restored or done.closed:
+            logger.warning(
+                "restore: %d admin isolations restored, %d open periods closed (process_restart)",
+                len(done.restored),
+                len(done.closed),
+            )
+
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        """Ready when the config is loaded and every audit event has a way out: the database
+        answers, or the spool takes what it cannot (a database outage alone is no reason to
+        stop serving: `audit.backlog` shows what waits, `audit.database_up` the writer's view)."""
         database = await self.sink.ping() if self.sink is not None else False
-        ready = database and self._client is not None
+        spooling = self.sink is not None and self.sink.stats.spool_ok
+        ready = (database or spooling) and self._client is not None
         body: dict[str, Any] = {
             "ready": ready,
             "database": database,
@@ -109,15 +141,28 @@ class Gateway:
             body["audit"] = {
                 k: getattr(self.sink.stats, k) for k in self.sink.stats.__dataclass_fields__
             }
+            body["audit"]["backlog"] = self.sink.backlog()
         return JSONResponse(body, status_code=200 if ready else 503)
 
 
-DASHBOARD = Path(__file__).parent / "dashboard" / "index.html"
+DASHBOARD = Path(__file__).parent / "dashboard"
+DASHBOARD_FILES = {
+    "/admin/": ("index.html", "text/html"),
+    "/admin/dashboard.js": ("dashboard.js", "text/javascript"),
+    "/admin/dashboard.css": ("dashboard.css", "text/css"),
+}
+"""The operator's page and its script and style (files, so the page needs no inline code
+under its Content-Security-Policy). They hold no data: they load without a token."""
 
 
-async def dashboard(request: Request) -> Response:
-    """The operator's page; it reads the admin API with the token the operator enters."""
-    return FileResponse(DASHBOARD, media_type="text/html")
+def dashboard(name: str, media_type: str) -> Callable[[Request], Awaitable[Response]]:
+    """The operator's page (or its script or style); it reads the admin API with the token
+    the operator enters."""
+
+    async def serve(request: Request) -> Response:
+        return FileResponse(DASHBOARD / name, media_type=media_type)
+
+    return serve
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -126,7 +171,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     gateway = Gateway(settings)
     config = settings.config
     metrics = GatewayMetrics(
-        lambda: gateway._client, lambda: gateway.sink, tenant_label=settings.metrics_tenant_label
+        lambda: gateway._client,
+        lambda: gateway.sink,
+        tenant_label=settings.metrics_tenant_label,
+        max_tenants=config.server.metrics_max_tenants,
+        known_tenants=config.tenants,
+        token_sha256=config.server.metrics_token_sha256,
     )
     gateway.metrics = metrics
     models = ModelEndpoints(
@@ -143,7 +193,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/v1/chat/completions", models.chat_completions, methods=["POST"]),
             Route("/v1/messages", models.messages, methods=["POST"]),
             Route("/v1/embeddings", models.embeddings, methods=["POST"]),
-            Route("/admin/", dashboard, methods=["GET"]),
+            *(Route(p, dashboard(*f), methods=["GET"]) for p, f in DASHBOARD_FILES.items()),
             Route("/admin/circuits", admin.circuits, methods=["GET"]),
             Route(circuit, admin.get_circuit, methods=["GET"]),
             Route(circuit + "/reset", admin.reset, methods=["POST"]),
@@ -157,12 +207,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         middleware=[
+            Middleware(
+                AdminGuard,
+                authenticated=admin.authenticated,
+                refusal=unauthenticated,
+                public=DASHBOARD_FILES,
+            ),
             Middleware(BodyReadTimeoutMiddleware, timeout_s=settings.body_read_timeout_s),
             Middleware(
                 TenantMiddleware,
                 resolver=resolver,
                 exempt_paths=("/healthz", "/readyz", "/metrics", "/openapi.json", "/admin/"),
-            )
+            ),
         ],
         lifespan=gateway.lifespan,
     )

@@ -36,6 +36,9 @@ class TransitionReason(enum.StrEnum):
     PROVIDER_WIDE = "provider_wide"
     ADMIN_RESET = "admin_reset"
     ADMIN_OPEN = "admin_open"
+    PROCESS_RESTART = "process_restart"
+    """Closes a period a dead process left open that no live process holds
+    (`resilience.audit.restore`), so `breaker_open_periods` matches what is enforced."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -162,6 +162,22 @@ class BreakerRegistry:
         breaker.force_open(actor=actor, duration_s=duration_s, note=note)
         return breaker.snapshot()
 
+    def restore_forced_open(
+        self,
+        tenant: TenantId,
+        provider: ProviderName,
+        *,
+        remaining_s: float | None,
+        opened_ago_s: float,
+    ) -> BreakerSnapshot:
+        """Take over an admin isolation an earlier process left, without a new transition
+        (`resilience.audit.restore`); for a process-local store."""
+        breaker = self._breaker(tenant, provider)
+        breaker.restore_forced_open(remaining_s=remaining_s, opened_ago_s=opened_ago_s)
+        if isinstance(self.store, MemoryStore):
+            self.store.hold(breaker)
+        return breaker.snapshot()
+
     def snapshot(self, tenant: TenantId, provider: ProviderName) -> BreakerSnapshot | None:
         """A live breaker's state, or None if the pair has none (it would start closed)."""
         breaker = self.store.peek(tenant, provider)

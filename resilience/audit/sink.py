@@ -13,6 +13,12 @@ write; the next start replays it. Events emitted before `start()` or after
 What "nothing lost" covers: database outages, a full queue, shutdown and a
 crash after a spool write. What it cannot cover: events still in memory when
 the process is killed outright.
+
+A database that is unreachable is told apart from one that rejects a row
+(`rejects_rows`): a rejected batch is split until the bad rows are found, those
+go to the spool's dead-letter file (`Spool.reject`) and are counted in
+`stats.quarantined`, and the rest is written. So no row, whatever its source,
+can hold the writer or the spool back.
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from resilience.audit.errors import describe, rejects_rows
 from resilience.audit.schema import breaker_events, event_params, to_params, to_row
 from resilience.audit.spool import Spool
 from resilience.events import BreakerTransition
@@ -37,18 +44,43 @@ from resilience.types import Sleep
 
 logger = logging.getLogger("resilience.audit")
 
+REPLAY_BATCH = 1000
+
 
 @dataclass(slots=True)
 class SinkStats:
     received: int = 0
-    """Every event handed to `emit`: each ends up written, spooled, or (only if the spool
-    itself failed) counted as a failure and logged."""
+    """Every event handed to `emit`: each ends up written, spooled, quarantined, or (only if
+    the spool itself failed) counted as a failure and logged."""
     queued: int = 0
     written: int = 0
     spooled: int = 0
     replayed: int = 0
     failed_batches: int = 0
+    quarantined: int = 0
+    """Rows the database rejected (or that JSON cannot hold), kept in the dead-letter file."""
+    spool_errors: int = 0
+    """Times the spool could not be written (events then wait in memory)."""
     database_up: bool = True
+    spool_ok: bool = True
+    """Whether the last spool write succeeded."""
+
+
+class _Row(NamedTuple):
+    """One row on its way to the database: the bound values, and what to spool or reject."""
+
+    params: dict[str, Any]
+    source: BreakerTransition | dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return to_row(self.source) if isinstance(self.source, BreakerTransition) else self.source
+
+
+class _Settled(NamedTuple):
+    written: int
+    unwritten: list[_Row]
+    """Rows not written because the database is unreachable (`error`)."""
+    error: BaseException | None
 
 
 class DatabaseSink:
@@ -56,7 +88,8 @@ class DatabaseSink:
 
     Args:
         engine: an async engine on PostgreSQL (asyncpg) or SQLite (aiosqlite).
-        spool_path: the JSON-lines file for rows the database could not take.
+        spool_path: the JSON-lines file for rows the database could not take; rows it
+            rejects go beside it, to `<spool_path>.rejected`.
         queue_size: events held in memory before overflow goes to the spool.
         batch_size, batch_age_s: a batch is written when it is this big or this old.
         retry_base_s, retry_max_s: backoff while the database is down.
@@ -90,6 +123,7 @@ class DatabaseSink:
         self._closing = False
         self._failures = 0
         self._insert = _idempotent_insert(engine.dialect.name)
+        self._caught_up = asyncio.Event()
 
     # -- the AuditSink protocol ------------------------------------------------------------
 
@@ -98,7 +132,11 @@ class DatabaseSink:
         self.stats.received += 1
         try:
             if self._task is None or self._closing or self._task.done():
-                self.stats.spooled += self.spool.append([to_row(event)])
+                lines, bad = _encode([_Row({}, event)])
+                for row, error in bad:
+                    self.stats.quarantined += 1
+                    self._reject_now(row, error)
+                self.stats.spooled += self.spool.append_lines(lines)
                 return
             try:
                 self._queue.put_nowait(event)
@@ -114,7 +152,28 @@ class DatabaseSink:
         """Start the writer; it replays any spool left by an earlier run first."""
         if self._task is None:
             self._closing = False
+            self._caught_up.clear()
+            try:
+                await asyncio.to_thread(self.spool.recount)
+                rejected = await asyncio.to_thread(self.spool.rejected)
+            except OSError:
+                rejected = 0
+            if rejected:
+                logger.warning(
+                    "audit: %d rows the database rejected wait in %s for an operator",
+                    rejected,
+                    self.spool.dead_letter,
+                )
             self._task = asyncio.create_task(self._run(), name="resilience-audit-writer")
+
+    async def caught_up(self, timeout_s: float) -> bool:
+        """Wait until the spool an earlier run left has been replayed (or found unreplayable
+        for now); False if that took longer than `timeout_s`."""
+        try:
+            await asyncio.wait_for(self._caught_up.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
         """Flush what is queued within `timeout_s`; spool the rest."""
@@ -130,7 +189,7 @@ class DatabaseSink:
                 await task
         leftover = self._drain_nowait() + self._take_overflow()
         if leftover:
-            self.stats.spooled += await self._spool(leftover)
+            self.stats.spooled += await self._spool([_Row({}, e) for e in leftover])
 
     async def ping(self) -> bool:
         """Whether the database answers now (for readiness checks)."""
@@ -145,10 +204,19 @@ class DatabaseSink:
     def pending(self) -> int:
         return self._queue.qsize() + len(self._overflow)
 
+    def backlog(self) -> dict[str, int]:
+        """Rows not in the database yet: in memory, and in the spool files."""
+        return {"queued": self.pending, "spooled": self.spool.rows}
+
     # -- the writer ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        await self._replay()
+        try:
+            await self._replay()
+        except Exception:  # e.g. the spool's disk: the loop below retries
+            logger.exception("audit: replaying the spool failed; retrying")
+        finally:
+            self._caught_up.set()
         while True:
             try:
                 done = await self._step()
@@ -165,7 +233,7 @@ class DatabaseSink:
         overflow = self._take_overflow()
         try:
             if overflow:
-                self.stats.spooled += await self._spool(overflow)
+                self.stats.spooled += await self._spool([_Row({}, e) for e in overflow])
             if batch:
                 await self._write_or_spool(batch)
         except Exception:
@@ -175,11 +243,9 @@ class DatabaseSink:
             if self.stats.database_up and self.spool.pending():
                 await self._replay()
             return True
+        if not batch and not self._closing and self.spool.pending():
+            await self._replay()  # idle with a backlog: it needs no new event to go out
         return False
-
-    async def _spool(self, events: list[BreakerTransition]) -> int:
-        rows = [to_row(event) for event in events]
-        return await asyncio.to_thread(self.spool.append, rows)
 
     async def _next_batch(self) -> list[BreakerTransition]:
         batch = self._drain_nowait(self._batch_size)
@@ -198,44 +264,133 @@ class DatabaseSink:
         return batch
 
     async def _write_or_spool(self, batch: list[BreakerTransition]) -> None:
-        try:
-            await self._write([event_params(event) for event in batch])
-        except Exception as exc:
+        rows = await self._bind([_Row({}, e) for e in batch])
+        settled = await self._settle(rows)
+        self.stats.written += settled.written
+        if settled.error is not None:
             self.stats.failed_batches += 1
-            self.stats.spooled += await self._spool(batch)
-            if self.stats.database_up:
-                logger.warning("audit: database unreachable (%s); spooling", type(exc).__name__)
-            self.stats.database_up = False
-            self._failures += 1
-            if not self._closing:
-                wait = min(self._retry_max_s, self._retry_base_s * 2 ** (self._failures - 1))
-                await self._sleep(wait)
+            self.stats.spooled += await self._spool(settled.unwritten)
+            await self._unreachable(settled.error)
             return
-        self.stats.written += len(batch)
-        if not self.stats.database_up:
-            logger.warning("audit: database reachable again; replaying the spool")
-        self.stats.database_up = True
-        self._failures = 0
+        self._reachable()
         if self.spool.pending():
             await self._replay()
+
+    async def _settle(self, rows: list[_Row]) -> _Settled:
+        """Write `rows`; a batch the database rejects is halved until each bad row is alone,
+        and that one is quarantined. Stops at the first sign the database is unreachable."""
+        if not rows:
+            return _Settled(0, [], None)
+        try:
+            await self._write([row.params for row in rows])
+        except Exception as exc:
+            if not rejects_rows(exc):
+                return _Settled(0, rows, exc)
+            if len(rows) == 1:
+                await self._quarantine(rows[0].as_json(), describe(exc))
+                return _Settled(0, [], None)
+        else:
+            return _Settled(len(rows), [], None)
+        middle = len(rows) // 2
+        first = await self._settle(rows[:middle])
+        if first.error is not None:
+            return _Settled(first.written, first.unwritten + rows[middle:], first.error)
+        second = await self._settle(rows[middle:])
+        return _Settled(first.written + second.written, second.unwritten, second.error)
 
     async def _write(self, params: list[dict[str, Any]]) -> None:
         async with self.engine.begin() as connection:
             await connection.execute(self._insert, params)
 
     async def _replay(self) -> None:
-        path = await asyncio.to_thread(self.spool.claim)
-        if path is None:
-            return
+        """Replay what is spooled: a claimed file left by an earlier replay first, then the
+        spool. A rejected row is quarantined; an outage keeps the unwritten rows spooled."""
+        for _ in range(2):  # the leftover claimed file, then the spool behind it
+            path = await asyncio.to_thread(self.spool.claim)
+            if path is None:
+                return
+            loaded, unreadable = await asyncio.to_thread(self.spool.load, path)
+            for line in unreadable:
+                await self._quarantine({"line": line}, "unreadable spool line")
+            rows = await self._bind([_Row({}, row) for row in loaded])
+            self.spool.rows -= len(loaded) + len(unreadable) - len(rows)
+            for start in range(0, len(rows), REPLAY_BATCH):
+                batch = rows[start : start + REPLAY_BATCH]
+                settled = await self._settle(batch)
+                self.stats.replayed += settled.written
+                if settled.error is not None:
+                    rest = settled.unwritten + rows[start + REPLAY_BATCH :]
+                    await asyncio.to_thread(self.spool.keep, path, [r.as_json() for r in rest])
+                    self.spool.rows -= len(batch) - len(settled.unwritten)
+                    await self._unreachable(settled.error, replay=True)
+                    return
+                self.spool.rows -= len(batch)
+                self._reachable()
+            await asyncio.to_thread(self.spool.done, path)
+
+    async def _bind(self, rows: list[_Row]) -> list[_Row]:
+        """The rows with their bound values; one that cannot be bound is quarantined."""
+        bound: list[_Row] = []
+        for row in rows:
+            source = row.source
+            try:
+                if isinstance(source, BreakerTransition):
+                    params = event_params(source)
+                else:
+                    params = to_params(source)
+            except Exception as exc:
+                await self._quarantine(_printable(source), describe(exc))
+                continue
+            bound.append(_Row(params, source))
+        return bound
+
+    async def _spool(self, rows: list[_Row]) -> int:
+        lines, bad = _encode(rows)
+        for row, error in bad:
+            await self._quarantine(row, error)
         try:
-            for batch in await asyncio.to_thread(lambda: list(self.spool.read(path, 1000))):
-                await self._write([to_params(row) for row in batch])
-                self.stats.replayed += len(batch)
-        except Exception as exc:
-            logger.warning("audit: replay paused, database unreachable (%s)", type(exc).__name__)
-            self.stats.database_up = False
+            count = await asyncio.to_thread(self.spool.append_lines, lines)
+        except Exception:
+            self.stats.spool_errors += 1
+            self.stats.spool_ok = False
+            raise
+        self.stats.spool_ok = True
+        return count
+
+    async def _quarantine(self, row: Any, error: str) -> None:
+        self.stats.quarantined += 1
+        await asyncio.to_thread(self._reject_now, row, error)
+
+    def _reject_now(self, row: Any, error: str) -> None:
+        event_id = row.get("id", "?") if isinstance(row, dict) else getattr(row, "id", "?")
+        try:
+            self.spool.reject(row, error)
+        except Exception:
+            logger.exception("audit: could not keep rejected row %s (%s)", event_id, error)
             return
-        await asyncio.to_thread(self.spool.done, path)
+        logger.error(
+            "audit: the database rejected row %s (%s); kept in %s",
+            event_id,
+            error,
+            self.spool.dead_letter,
+        )
+
+    async def _unreachable(self, error: BaseException, *, replay: bool = False) -> None:
+        """The database did not answer: note it, and back off (not while closing)."""
+        if self.stats.database_up:
+            what = "replay paused" if replay else "spooling"
+            logger.warning("audit: database unreachable (%s); %s", describe(error), what)
+        self.stats.database_up = False
+        self._failures += 1
+        if not self._closing:
+            wait = min(self._retry_max_s, self._retry_base_s * 2 ** (self._failures - 1))
+            await self._sleep(wait)
+
+    def _reachable(self) -> None:
+        if not self.stats.database_up:
+            logger.warning("audit: database reachable again; replaying the spool")
+        self.stats.database_up = True
+        self._failures = 0
 
     def _drain_nowait(self, limit: int | None = None) -> list[BreakerTransition]:
         rows: list[BreakerTransition] = []
@@ -249,6 +404,28 @@ class DatabaseSink:
 
     def __repr__(self) -> str:
         return f"DatabaseSink({self.engine.url.render_as_string(hide_password=True)}, {self.stats})"
+
+
+def _encode(rows: list[_Row]) -> tuple[list[str], list[tuple[Any, str]]]:
+    """Spool lines, and the rows JSON cannot hold (with why) for the dead-letter file."""
+    lines: list[str] = []
+    bad: list[tuple[Any, str]] = []
+    for row in rows:
+        try:
+            lines.append(Spool.encode(row.as_json()))
+        except Exception as exc:
+            bad.append((_printable(row.source), describe(exc)))
+    return lines, bad
+
+
+def _printable(source: BreakerTransition | dict[str, Any]) -> Any:
+    """What the dead-letter file can show of a row that could not even be encoded."""
+    if isinstance(source, dict):
+        return source
+    try:
+        return to_row(source)
+    except Exception:
+        return repr(source)
 
 
 def _idempotent_insert(dialect: str) -> Insert:

@@ -2,34 +2,58 @@
 
 Appends are fsynced per batch. Replay first renames the file aside, so rows
 spooled while a replay runs land in a fresh file; a replay interrupted by a
-crash leaves the renamed file, which the next start replays again (inserts are
-idempotent on the row id, so replaying twice never duplicates).
+crash leaves the renamed file, which the next replay takes first and then the
+spool itself, so a leftover never holds newer rows back. A replay paused by an
+outage keeps only the rows it did not settle (inserts are idempotent on the row
+id, so replaying twice never duplicates).
+
+Rows the database rejects (bad data, not an outage) go to the dead-letter file
+beside the spool (`<spool>.rejected`), one JSON line each with the error, for an
+operator to inspect: they never block the rows behind them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+MAX_ERROR_CHARS = 500
 
 
 class Spool:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.replaying = self.path.with_name(self.path.name + ".replaying")
+        self.dead_letter = self.path.with_name(self.path.name + ".rejected")
+        self.rows = 0
+        """Rows waiting in the spool files: `recount()` sets it, appends and replays keep it."""
+
+    @staticmethod
+    def encode(row: dict[str, Any]) -> str:
+        """One spool line; raises TypeError/ValueError for a row JSON cannot hold."""
+        return json.dumps(row, separators=(",", ":")) + "\n"
 
     def append(self, rows: Iterable[dict[str, Any]]) -> int:
         """Append rows durably (blocking: call it in a thread from async code)."""
-        lines = [json.dumps(row, separators=(",", ":")) + "\n" for row in rows]
+        return self.append_lines([self.encode(row) for row in rows])
+
+    def append_lines(self, lines: list[str]) -> int:
         if not lines:
             return 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as file:
-            file.writelines(lines)
+        with open(self.path, "a+b") as file:
+            if file.tell() > 0:  # a line torn by a crash must not swallow the next row
+                file.seek(-1, os.SEEK_END)
+                if file.read(1) != b"\n":
+                    file.write(b"\n")
+            file.write("".join(lines).encode("utf-8"))
             file.flush()
             os.fsync(file.fileno())
+        self.rows += len(lines)
         return len(lines)
 
     def claim(self) -> Path | None:
@@ -42,32 +66,71 @@ class Spool:
         return None
 
     @staticmethod
-    def read(path: Path, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-        batch: list[dict[str, Any]] = []
-        with open(path, encoding="utf-8") as file:
+    def load(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+        """(rows, unreadable lines) of a claimed file; a line torn by a crash mid-write, or
+        anything else that is not a JSON object, is returned for the dead-letter file."""
+        rows: list[dict[str, Any]] = []
+        unreadable: list[str] = []
+        with open(path, encoding="utf-8", errors="surrogateescape") as file:
             for line in file:
                 if not line.strip():
                     continue
                 try:
-                    batch.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a line torn by a crash mid-write: its batch was not confirmed
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
+                    unreadable.append(line.rstrip("\n"))
+                    continue
+                if isinstance(row, dict):
+                    rows.append(row)
+                else:
+                    unreadable.append(line.rstrip("\n"))
+        return rows, unreadable
+
+    def keep(self, path: Path, rows: list[dict[str, Any]]) -> None:
+        """A paused replay: `path` now holds only the rows still to write."""
+        part = path.with_name(path.name + ".part")
+        with open(part, "w", encoding="utf-8") as file:
+            file.writelines(self.encode(row) for row in rows)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(part, path)
 
     def done(self, path: Path) -> None:
         path.unlink(missing_ok=True)
+
+    def reject(self, row: Any, error: str) -> None:
+        """Append one rejected row, with why, to the dead-letter file (blocking)."""
+        entry = {
+            "rejected_at": datetime.now(UTC).isoformat(),
+            "error": error[:MAX_ERROR_CHARS],
+            "row": row,
+        }
+        line = json.dumps(entry, separators=(",", ":"), default=repr) + "\n"
+        self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.dead_letter, "a", encoding="utf-8") as file:
+            file.write(line)
+            file.flush()
+            os.fsync(file.fileno())
 
     def pending(self) -> bool:
         return any(p.exists() and p.stat().st_size > 0 for p in (self.path, self.replaying))
 
     def count(self) -> int:
+        """Rows (non-empty lines) in the spool and a claimed file (reads them)."""
         total = 0
         for p in (self.path, self.replaying):
             if p.exists():
-                with open(p, encoding="utf-8") as file:
+                with open(p, "rb") as file:
                     total += sum(1 for line in file if line.strip())
         return total
+
+    def recount(self) -> int:
+        self.rows = self.count()
+        return self.rows
+
+    def rejected(self) -> int:
+        """Rows in the dead-letter file, for the log at start (reads it)."""
+        if not self.dead_letter.exists():
+            return 0
+        with open(self.dead_letter, "rb") as file:
+            return sum(1 for line in file if line.strip())
