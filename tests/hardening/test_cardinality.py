@@ -21,6 +21,7 @@ from resilience.config import ConfigError, parse_config
 from resilience.health import MAX_TARGETS
 from resilience.resolvers import hash_key
 from resilience.routes import Target
+from resilience.serving import serve_asgi
 from tests.fakes import FakeClock
 from tests.gateway.conftest import ADMIN, settings_for
 
@@ -39,7 +40,8 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serve(tmp_path: Path, **server: Any) -> AsyncIterator[Served]:
-    """The gateway in header mode on a chaos upstream, its client on a fake clock."""
+    """The gateway in header mode under uvicorn on a loopback socket, on a chaos upstream,
+    its client on a fake clock."""
     chaos = ChaosUpstream()
     clock = FakeClock()
     async with chaos.serve() as root:
@@ -48,10 +50,11 @@ async def serve(tmp_path: Path, **server: Any) -> AsyncIterator[Served]:
         config = replace(config, server=replace(config.server, tenant_from="header", **server))
         config = replace(config, retry=replace(config.retry, max_attempts=1))
         app = create_app(replace(settings, config=config, clock=clock))
-        async with app.router.lifespan_context(app):
-            transport = httpx2.ASGITransport(app=app)
-            async with httpx2.AsyncClient(transport=transport, base_url="http://gateway") as http:
-                yield Served(http, chaos, app.state.gateway, clock)
+        async with (
+            serve_asgi(app, lifespan="on") as gateway_root,
+            httpx2.AsyncClient(base_url=gateway_root) as http,
+        ):
+            yield Served(http, chaos, app.state.gateway, clock)
 
 
 def chat(http: httpx2.AsyncClient, tenant: str, model: str) -> Awaitable[httpx2.Response]:
