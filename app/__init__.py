@@ -1,1 +1,1 @@
-"""The gateway: OpenAI- and Anthropic-compatible endpoints and an admin API over `resilience`."""
+"""A checkout's deployable entry: `uvicorn app.main:app` (installed: `resilience serve`)."""

@@ -36,9 +36,10 @@ def ensure_bench_venv() -> None:
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run(
-            [*pip, "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[redis]"], check=True
-        )
+        # the distribution was named `resilience` before (a name another project holds)
+        subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", "resilience"])
+        project = f"{ROOT}[gateway,postgres,redis]"
+        subprocess.run([*pip, "-c", str(ROOT / "constraints.txt"), "-e", project], check=True)
         pins = ["-c", str(ROOT / "constraints.txt")]  # competitors must not move our pins
         subprocess.run([*pip, *pins, "-r", str(ROOT / "bench" / "requirements.txt")], check=True)
         nodeps = ROOT / "bench" / "requirements-nodeps.txt"

@@ -7,6 +7,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from resilience.extras import missing
+
 
 def _check_config(args: argparse.Namespace) -> int:
     from resilience.config import check_config
@@ -27,7 +29,7 @@ def _chaos(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from app.demo import run_demo
+    from resilience.gateway.demo import run_demo
 
     try:
         return asyncio.run(run_demo(fast=args.fast, keep=args.keep, port=args.port))
@@ -39,14 +41,17 @@ def _serve(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise missing("uvicorn", "gateway", "resilience serve") from exc
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     if args.config:
         os.environ["RESILIENCE_CONFIG"] = args.config
     if args.body_read_timeout_s is not None:
         os.environ["RESILIENCE_BODY_READ_TIMEOUT_S"] = str(args.body_read_timeout_s)
-    from app.main import create_app
+    from resilience.gateway import create_app
 
     uvicorn.run(
         create_app(),

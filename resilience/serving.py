@@ -8,8 +8,9 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Literal
 
-import uvicorn
 from starlette.types import ASGIApp
+
+from resilience.extras import missing
 
 
 @contextlib.asynccontextmanager
@@ -21,6 +22,10 @@ async def serve_asgi(
     lifespan: Literal["on", "off"] = "off",
 ) -> AsyncIterator[str]:
     """Serve `app` with uvicorn for the duration; yields the root URL. Port 0 picks a free one."""
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise missing("uvicorn", "gateway", "serving an ASGI app") from exc
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

@@ -1,7 +1,7 @@
 """Optional OpenTelemetry spans: one for the whole call, one per attempt.
 
-Installed with `pip install 'resilience[otel]'` (opentelemetry-api). Without it, or while
-no SDK tracer provider is configured, every helper here returns a shared no-op context and
+Installed with `pip install 'llm-tenant-resilience[otel]'` (opentelemetry-api). Without it,
+or while no SDK tracer provider is configured, every helper here returns a shared no-op context and
 costs one check per call.
 
 Spans follow the GenAI semantic conventions where they apply:

@@ -15,9 +15,9 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.async_api import async_playwright  # noqa: E402
 
-from app.main import create_app  # noqa: E402
 from resilience.chaos import ChaosUpstream, Fault  # noqa: E402
 from resilience.errors import ErrorKind  # noqa: E402
+from resilience.gateway.factory import create_app  # noqa: E402
 from resilience.serving import serve_asgi  # noqa: E402
 from tests.client.conftest import CHAT  # noqa: E402
 from tests.gateway.conftest import ADMIN, settings_for  # noqa: E402

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: processes must not migrate at once there
     fcntl = None  # type: ignore[assignment]
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib.resources import as_file, files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from resilience.config import async_database_url
+from resilience.extras import missing
 
-ROOT = Path(__file__).resolve().parents[2]
-ALEMBIC_INI = ROOT / "alembic.ini"
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+ALEMBIC_INI = "alembic.ini"
+"""Installed with the package beside `migrations/` (package data, found through
+importlib.resources), so `resilience migrate` works from a wheel as from a checkout."""
 
 
 def default_sqlite_path(environ: Mapping[str, str] = os.environ) -> Path:
@@ -37,8 +46,21 @@ def database_url(url: str | None = None, *, environ: Mapping[str, str] = os.envi
     return f"sqlite+aiosqlite:///{path}"
 
 
+DRIVER_EXTRAS = {"asyncpg": "postgres"}
+"""Database drivers that come with an extra (aiosqlite, for the default file, is always there)."""
+
+
+def require_driver(url: str) -> None:
+    """Fail before connecting, naming the extra, when the URL's driver is not installed."""
+    driver = make_url(url).get_driver_name()
+    extra = DRIVER_EXTRAS.get(driver)
+    if extra is not None and importlib.util.find_spec(driver) is None:
+        raise missing(driver, extra, f"the audit database {make_url(url).drivername}://")
+
+
 def create_engine(url: str | None = None) -> AsyncEngine:
     resolved = database_url(url)
+    require_driver(resolved)
     if resolved.startswith("sqlite"):
         return create_async_engine(resolved, connect_args={"timeout": 30})
     return create_async_engine(resolved, pool_size=5, max_overflow=5, pool_pre_ping=True)
@@ -46,7 +68,9 @@ def create_engine(url: str | None = None) -> AsyncEngine:
 
 async def migrate(url: str | None = None, revision: str = "head") -> None:
     """`alembic upgrade` to `revision` (run in a thread: env.py runs its own event loop)."""
-    await asyncio.to_thread(_alembic, "upgrade", database_url(url), revision)
+    resolved = database_url(url)
+    require_driver(resolved)
+    await asyncio.to_thread(_alembic, "upgrade", resolved, revision)
 
 
 async def downgrade(url: str | None = None, revision: str = "base") -> None:
@@ -55,7 +79,7 @@ async def downgrade(url: str | None = None, revision: str = "base") -> None:
 
 def migration_lock_path(url: str) -> Path | None:
     """The lock file beside a SQLite database; None for PostgreSQL, which migrations lock
-    with an advisory lock inside the database (`migrations/env.py`)."""
+    with an advisory lock inside the database (`resilience/audit/migrations/env.py`)."""
     parsed = make_url(url)
     if not parsed.drivername.startswith("sqlite") or not parsed.database:
         return None
@@ -66,19 +90,33 @@ def _alembic(action: str, url: str, revision: str) -> None:
     """Run one alembic command; processes starting together (`uvicorn --workers 4`) take
     turns, and the later ones find the schema already at `revision`."""
     from alembic import command
+
+    with _alembic_config(url) as config, _migration_lock(url):
+        getattr(command, action)(config, revision)
+
+
+@contextmanager
+def _alembic_config(url: str) -> Iterator[Config]:
+    """The installed `alembic.ini`, its `migrations/` beside it, as files on disk."""
     from alembic.config import Config
 
-    config = Config(str(ALEMBIC_INI))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    with as_file(files("resilience.audit")) as here:
+        config = Config(str(here / ALEMBIC_INI))
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+        yield config
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    """An exclusive file lock beside a SQLite database; PostgreSQL locks inside the database."""
     lock = migration_lock_path(url)
     if lock is None or fcntl is None:
-        getattr(command, action)(config, revision)
+        yield
         return
     lock.parent.mkdir(parents=True, exist_ok=True)
     with lock.open("a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         try:
-            getattr(command, action)(config, revision)
+            yield
         finally:
             fcntl.flock(held, fcntl.LOCK_UN)

@@ -11,10 +11,10 @@ import httpx2
 import pytest
 from starlette.applications import Starlette
 
-from app.main import Gateway, create_app
-from app.settings import Settings
 from resilience.chaos import ChaosUpstream
 from resilience.config import async_database_url, parse_config
+from resilience.gateway.factory import Gateway, create_app
+from resilience.gateway.settings import Settings
 from resilience.resolvers import hash_key
 from tests.audit.conftest import pg_database
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
-from app.main import create_app
 from resilience.chaos import ChaosUpstream
+from resilience.gateway.factory import create_app
 from resilience.serving import serve_asgi
 from tests.client.conftest import CHAT
 from tests.gateway.conftest import ADMIN, settings_for

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from app.demo import run_demo
+from resilience.gateway.demo import run_demo
 
 
 async def test_the_demo_routes_around_the_outage_and_reports_open_and_closed_periods(

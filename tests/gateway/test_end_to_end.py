@@ -9,9 +9,9 @@ import httpx2
 import openai
 import pytest
 
-from app.main import Gateway, create_app
 from resilience.chaos import ChaosUpstream, Fault
 from resilience.cli import main as cli
+from resilience.gateway.factory import Gateway, create_app
 from resilience.serving import serve_asgi
 from tests.gateway.conftest import ADMIN, KEYS, settings_for
 

@@ -15,9 +15,9 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.main import Gateway, create_app
 from resilience.chaos import ChaosUpstream, Fault
 from resilience.config import ConfigError, parse_config
+from resilience.gateway.factory import Gateway, create_app
 from resilience.health import MAX_TARGETS
 from resilience.resolvers import hash_key
 from resilience.routes import Target

@@ -30,11 +30,11 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
 
-from app.main import create_app
 from resilience import cli
 from resilience.audit.queries import provider_summary
 from resilience.breaker import MAX_DURATION_S
 from resilience.chaos import ChaosUpstream
+from resilience.gateway.factory import create_app
 from resilience.serving import serve_asgi
 from tests.audit.conftest import T0, db_url, engine, event  # noqa: F401 (fixtures)
 from tests.audit.test_audit_db import write

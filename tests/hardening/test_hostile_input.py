@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from app.main import create_app
 from resilience.chaos import ChaosUpstream, Fault
 from resilience.config import parse_config
+from resilience.gateway.factory import create_app
 from resilience.resolvers import hash_key
 from tests.gateway.conftest import ADMIN, KEYS, settings_for
 

@@ -23,16 +23,16 @@ from typing import Any
 import httpx2
 import pytest
 
-from app.api import failure_response
-from app.main import create_app
 from resilience.chaos import ChaosUpstream
 from resilience.client import ResilientClient
 from resilience.config import parse_config
 from resilience.errors import ErrorKind
 from resilience.exceptions import InvalidRequestError, ProviderError
+from resilience.gateway.api import failure_response
+from resilience.gateway.factory import create_app
 from resilience.health import HealthSnapshot
 from resilience.models import ChatRequest, EmbeddingRequest, Message
-from resilience.providers.base import build_provider
+from resilience.providers import build_provider
 from resilience.resolvers import hash_key
 from resilience.routes import Route
 from resilience.serving import serve_asgi

@@ -70,8 +70,9 @@ class Cluster:
         half_open_max_calls: int = 1,
         uvicorn_workers: int = 0,
     ) -> None:
-        """With `uvicorn_workers`, each gateway is `uvicorn app.main:app --workers N` (the
-        README's deployment): its workers share the port, an audit database and Redis."""
+        """With `uvicorn_workers`, each gateway is
+        `uvicorn resilience.gateway:create_app --factory --workers N` (the README's
+        deployment): its workers share the port, an audit database and Redis."""
         self.workdir = workdir
         chaos_port = free_port()
         self.upstream = f"http://127.0.0.1:{chaos_port}"
@@ -103,7 +104,8 @@ class Cluster:
             port = root.rsplit(":", 1)[1]
             args = [*cli, "serve", "--port", port, "--grace-s", "5"]
             if uvicorn_workers:
-                uvicorn = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", port]
+                app = ["resilience.gateway:create_app", "--factory"]
+                uvicorn = [sys.executable, "-m", "uvicorn", *app, "--port", port]
                 args = [*uvicorn, "--workers", str(uvicorn_workers)]
             self.gateways.append(Process(f"gateway-{i}", args, own, workdir / f"gateway-{i}.log"))
         self.http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200))

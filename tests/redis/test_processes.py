@@ -57,7 +57,8 @@ async def test_a_dead_provider_is_tripped_once_for_every_process(
 async def test_uvicorn_with_four_workers_on_a_fresh_database_shares_one_breaker(
     tmp_path: Path, redis_url: str, prefix: str
 ) -> None:
-    """The README's deployment: `uvicorn app.main:app --workers 4` with REDIS_URL."""
+    """The README's deployment: `uvicorn resilience.gateway:create_app --factory --workers 4` with
+    REDIS_URL."""
     async with Cluster(
         tmp_path, redis_url=redis_url, prefix=prefix, n=1, uvicorn_workers=4
     ) as cluster:

@@ -4,7 +4,7 @@ Bearer tokens from `[admin.tokens.*]`, stored as SHA-256 hashes and compared
 in constant time against every entry; `AdminGuard` asks `authenticated` before any
 route runs, and each endpoint checks again. A token limited to a tenant sees and
 changes only that tenant: other tenants (and the provider-wide `*`) are 403.
-Every input is checked (`app.admin_input`) before anything acts, so a refused
+Every input is checked (`resilience.gateway.admin_input`) before anything acts, so a refused
 request changes nothing. Every change is audited with the token's name as actor.
 """
 
@@ -21,7 +21,13 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.admin_input import (
+from resilience.audit.queries import MAX_PAGE, BadCursor, list_events, provider_summary
+from resilience.breaker import BreakerSnapshot, check_duration
+from resilience.client import ResilientClient
+from resilience.config import AdminToken
+from resilience.config_checks import NAME as PROVIDER_NAME
+from resilience.events import BreakerState
+from resilience.gateway.admin_input import (
     BadInput,
     only_fields,
     parse_time,
@@ -29,12 +35,6 @@ from app.admin_input import (
     shown,
     text_field,
 )
-from resilience.audit.queries import MAX_PAGE, BadCursor, list_events, provider_summary
-from resilience.breaker import BreakerSnapshot, check_duration
-from resilience.client import ResilientClient
-from resilience.config import AdminToken
-from resilience.config_checks import NAME as PROVIDER_NAME
-from resilience.events import BreakerState
 from resilience.resolvers import TENANT_ID, DigestMatcher
 from resilience.types import PROVIDER_WIDE, Clock
 from resilience.wire import openai_error

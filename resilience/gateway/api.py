@@ -20,7 +20,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from app.metrics import GatewayMetrics
 from resilience.client import ResilientClient
 from resilience.errors import ErrorKind
 from resilience.exceptions import (
@@ -30,6 +29,7 @@ from resilience.exceptions import (
     ProviderError,
     UnknownRouteError,
 )
+from resilience.gateway.metrics import GatewayMetrics
 from resilience.models import ChatRequest, json_problem
 from resilience.outcomes import Result
 from resilience.streaming import ResilientStream

@@ -34,11 +34,11 @@ import httpx2
 import openai
 from sqlalchemy import text
 
-from app.main import Gateway, create_app
-from app.settings import Settings
 from resilience.audit.readme import readme_queries
 from resilience.chaos import ChaosUpstream, Fault
 from resilience.config import parse_config
+from resilience.gateway.factory import Gateway, create_app
+from resilience.gateway.settings import Settings
 from resilience.resolvers import hash_key
 from resilience.serving import serve_asgi
 

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.body_timeout import DEFAULT_BODY_READ_TIMEOUT_S
 from resilience.audit.database import database_url, default_sqlite_path
 from resilience.config import Config, load_config
+from resilience.gateway.body_timeout import DEFAULT_BODY_READ_TIMEOUT_S
 from resilience.types import Clock
 
 

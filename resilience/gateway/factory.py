@@ -1,0 +1,226 @@
+"""`create_app(settings)`: the gateway (`resilience serve`; `uvicorn app.main:app` in a checkout).
+
+The lifespan builds the `ResilientClient` from the config, brings the audit
+database to the latest schema (embedded SQLite by default), starts the
+database sink, restores what the audit trail says a restart must not lose
+(`resilience.audit.restore`), and flushes the sink on shutdown.
+`TenantMiddleware` is mounted as any user would mount it; `/admin`, `/healthz`,
+`/readyz` are exempt (admin calls carry their own tokens).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from resilience.audit.database import create_engine, migrate
+from resilience.audit.restore import restore_breakers
+from resilience.audit.sink import DatabaseSink
+from resilience.client import ResilientClient
+from resilience.events import AuditSink
+from resilience.gateway.admin import AdminEndpoints, unauthenticated
+from resilience.gateway.admin_guard import AdminGuard
+from resilience.gateway.api import ModelEndpoints
+from resilience.gateway.body_timeout import BodyReadTimeoutMiddleware
+from resilience.gateway.metrics import GatewayMetrics
+from resilience.gateway.openapi import openapi
+from resilience.gateway.settings import Settings
+from resilience.resolvers import ApiKeyResolver, HeaderResolver
+from resilience.tenancy import TenantMiddleware
+
+logger = logging.getLogger("resilience.gateway")
+
+RESTORE_WAIT_S = 30.0
+"""How long the start waits for the spool's replay before reading the trail to restore."""
+
+
+class Gateway:
+    """What the lifespan builds and the endpoints use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: ResilientClient | None = None
+        self._engine: AsyncEngine | None = None
+        self.sink: DatabaseSink | None = None
+        self.metrics: GatewayMetrics | None = None
+
+    @property
+    def client(self) -> ResilientClient:
+        if self._client is None:
+            raise RuntimeError("the gateway is not started (lifespan not run)")
+        return self._client
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the gateway is not started (lifespan not run)")
+        return self._engine
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        settings = self.settings
+        if settings.migrate_on_start:
+            await migrate(settings.database_url)
+        self._engine = create_engine(settings.database_url)
+        self.sink = DatabaseSink(self._engine, spool_path=settings.spool_path)
+        await self.sink.start()
+        sinks: list[AuditSink] = [self.sink]
+        if self.metrics is not None:
+            sinks.append(self.metrics)
+        self._client = ResilientClient.from_config(
+            settings.config, environ=settings.environ, sinks=sinks, clock=settings.clock
+        )
+        await self._client.start()
+        await self._restore(self._engine, self.sink, self._client)
+        try:
+            yield
+        finally:
+            await self._client.aclose()  # first: verdicts still in flight may emit events
+            await self.sink.aclose()
+            stats = self.sink.stats
+            logger.info(
+                "shutdown: audit events received %d, written %d, spooled %d (replayed at the "
+                "next start), spool replayed %d",
+                stats.received,
+                stats.written,
+                stats.spooled,
+                stats.replayed,
+            )
+            await self._engine.dispose()
+
+    @staticmethod
+    async def _restore(engine: AsyncEngine, sink: DatabaseSink, client: ResilientClient) -> None:
+        """Admin isolations survive a restart; periods the last process left open are closed
+        (`resilience.audit.restore`). After the spool an earlier run left is replayed, so the
+        trail read is complete; a trail that cannot be read leaves the breakers closed."""
+        if not await sink.caught_up(RESTORE_WAIT_S):
+            logger.warning("restore: the audit spool is still replaying; reading the trail anyway")
+        try:
+            done = await restore_breakers(engine, client.registry, sink.emit)
+        except Exception as exc:
+            logger.warning("restore: could not read the audit trail (%s); nothing restored", exc)
+            return
+        if done.skipped:
+            logger.warning("restore: nothing restored: %s", done.skipped)
+        elif done.restored or done.closed:
+            logger.warning(
+                "restore: %d admin isolations restored, %d open periods closed (process_restart)",
+                len(done.restored),
+                len(done.closed),
+            )
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Ready when the config is loaded and every audit event has a way out: the database
+        answers, or the spool takes what it cannot (a database outage alone is no reason to
+        stop serving: `audit.backlog` shows what waits, `audit.database_up` the writer's view)."""
+        database = await self.sink.ping() if self.sink is not None else False
+        spooling = self.sink is not None and self.sink.stats.spool_ok
+        ready = (database or spooling) and self._client is not None
+        body: dict[str, Any] = {
+            "ready": ready,
+            "database": database,
+            "config": self._client is not None,
+        }
+        if self._client is not None:
+            # a Redis outage does not make the gateway unready: breakers go process-local
+            body["breakers"] = self._client.registry.store.status()
+        if self.sink is not None:
+            body["audit"] = {
+                k: getattr(self.sink.stats, k) for k in self.sink.stats.__dataclass_fields__
+            }
+            body["audit"]["backlog"] = self.sink.backlog()
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+
+DASHBOARD = Path(__file__).parent / "dashboard"
+DASHBOARD_FILES = {
+    "/admin/": ("index.html", "text/html"),
+    "/admin/dashboard.js": ("dashboard.js", "text/javascript"),
+    "/admin/dashboard.css": ("dashboard.css", "text/css"),
+}
+"""The operator's page and its script and style (files, so the page needs no inline code
+under its Content-Security-Policy). They hold no data: they load without a token."""
+
+
+def dashboard(name: str, media_type: str) -> Callable[[Request], Awaitable[Response]]:
+    """The operator's page (or its script or style); it reads the admin API with the token
+    the operator enters."""
+
+    async def serve(request: Request) -> Response:
+        return FileResponse(DASHBOARD / name, media_type=media_type)
+
+    return serve
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The gateway app; `settings` default to the environment (RESILIENCE_CONFIG, DATABASE_URL)."""
+    settings = settings or Settings.from_env()
+    gateway = Gateway(settings)
+    config = settings.config
+    metrics = GatewayMetrics(
+        lambda: gateway._client,
+        lambda: gateway.sink,
+        tenant_label=settings.metrics_tenant_label,
+        max_tenants=config.server.metrics_max_tenants,
+        known_tenants=config.tenants,
+        token_sha256=config.server.metrics_token_sha256,
+    )
+    gateway.metrics = metrics
+    models = ModelEndpoints(
+        lambda: gateway.client, max_body_bytes=settings.max_body_bytes, metrics=metrics
+    )
+    admin = AdminEndpoints(config.admin_tokens, lambda: gateway.client, lambda: gateway.engine)
+    if config.server.tenant_from == "api_key":
+        resolver: ApiKeyResolver | HeaderResolver = ApiKeyResolver(config.tenant_by_key_hash())
+    else:
+        resolver = HeaderResolver(config.server.tenant_header)
+    circuit = "/admin/circuits/{tenant}/{provider}"
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", models.chat_completions, methods=["POST"]),
+            Route("/v1/messages", models.messages, methods=["POST"]),
+            Route("/v1/embeddings", models.embeddings, methods=["POST"]),
+            *(Route(p, dashboard(*f), methods=["GET"]) for p, f in DASHBOARD_FILES.items()),
+            Route("/admin/circuits", admin.circuits, methods=["GET"]),
+            Route(circuit, admin.get_circuit, methods=["GET"]),
+            Route(circuit + "/reset", admin.reset, methods=["POST"]),
+            Route(circuit + "/open", admin.force_open, methods=["POST"]),
+            Route("/admin/events", admin.events, methods=["GET"]),
+            Route("/admin/summary", admin.summary, methods=["GET"]),
+            Route("/admin/providers", admin.providers, methods=["GET"]),
+            Route("/healthz", gateway.healthz, methods=["GET"]),
+            Route("/readyz", gateway.readyz, methods=["GET"]),
+            Route("/metrics", metrics.endpoint, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+        ],
+        middleware=[
+            Middleware(
+                AdminGuard,
+                authenticated=admin.authenticated,
+                refusal=unauthenticated,
+                public=DASHBOARD_FILES,
+            ),
+            Middleware(BodyReadTimeoutMiddleware, timeout_s=settings.body_read_timeout_s),
+            Middleware(
+                TenantMiddleware,
+                resolver=resolver,
+                exempt_paths=("/healthz", "/readyz", "/metrics", "/openapi.json", "/admin/"),
+            ),
+        ],
+        lifespan=gateway.lifespan,
+    )
+    app.state.gateway = gateway
+    return app
