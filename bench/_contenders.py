@@ -28,7 +28,7 @@ import httpx2
 import openai
 
 from resilience import ChatRequest, Message, ResilientClient, RetryPolicy, Route, TenantPolicy
-from resilience.providers.base import build_provider
+from resilience.providers import build_provider
 
 Ask = Callable[[str], Awaitable[str]]
 

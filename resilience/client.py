@@ -61,7 +61,7 @@ from resilience.models import (
 )
 from resilience.outcomes import OutcomeStatus, Result, TargetOutcome
 from resilience.policies import RetryPolicy
-from resilience.providers.base import Provider, build_provider
+from resilience.providers import Provider, build_provider
 from resilience.registry import BreakerRegistry
 from resilience.retry import RetryBudgets, retry_call, wait_retry_after
 from resilience.routes import Group, Route, Target

@@ -1,4 +1,4 @@
-"""The `Provider` protocol: what the client needs from one LLM provider.
+"""The `Provider` protocol and what the SDK adapters share.
 
 Like an httpx transport: one small async interface, an adapter per SDK, and a
 scriptable fake (`resilience.chaos`) for tests. An adapter raises the SDK's own
@@ -7,6 +7,8 @@ except for a stream that ends cleanly without its end marker, which raises
 `StreamTruncatedError`. SDK retries are off: retrying is the client's job alone,
 so attempts never multiply. The SDK adapters report when a request reaches the
 transport (`resilience.providers.sending`), so a failure before it is the caller's.
+The factory that picks an adapter lives in `resilience.providers`: the adapters import
+this module, so it must not import them.
 """
 
 from __future__ import annotations
@@ -63,62 +65,6 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Close the connection pool, if the provider created it."""
         ...
-
-
-def build_provider(
-    name: ProviderName,
-    *,
-    kind: ProviderKind,
-    api_key: str | None,
-    base_url: str | None = None,
-    timeout_s: float = 60.0,
-    location: Location = "cloud",
-    can_embed: bool | None = None,
-    http_client: httpx2.AsyncClient | None = None,
-    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-) -> Provider:
-    """An adapter for `kind`, built explicitly (no SDK environment defaults, no SDK retries).
-
-    Args:
-        name: the provider's name in config, routes and breakers.
-        kind: which SDK speaks to it; "openai" covers any OpenAI-compatible server.
-        api_key: the provider's own key; None for servers that need none.
-        base_url: anthropic: the host root; openai: the URL ending in `/v1`.
-            None: the vendor's public API.
-        timeout_s: per request (connect at most 5 s).
-        location: "local" providers stay eligible for `local_only` tenants.
-        can_embed: openai kind only; None means True. Anthropic has no embeddings API.
-        http_client: a shared pool; None creates one, closed by `aclose()`.
-        max_response_bytes: a larger answer fails the attempt (`invalid_response`).
-    """
-    if kind == "anthropic":
-        from resilience.providers.anthropic import AnthropicProvider
-
-        if can_embed:
-            raise ValueError(f"providers.{name}.embeddings: anthropic has no embeddings API")
-        return AnthropicProvider(
-            name,
-            api_key=api_key,
-            base_url=base_url,
-            timeout_s=timeout_s,
-            location=location,
-            http_client=http_client,
-            max_response_bytes=max_response_bytes,
-        )
-    if kind != "openai":
-        raise ValueError(f"providers.{name}.kind: expected anthropic or openai, got {kind!r}")
-    from resilience.providers.openai import OpenAIProvider
-
-    return OpenAIProvider(
-        name,
-        api_key=api_key,
-        base_url=base_url,
-        timeout_s=timeout_s,
-        location=location,
-        can_embed=True if can_embed is None else can_embed,
-        http_client=http_client,
-        max_response_bytes=max_response_bytes,
-    )
 
 
 if TYPE_CHECKING:  # the SDKs load only with the adapter that needs them
