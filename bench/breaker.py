@@ -17,6 +17,11 @@ the two libraries' breakers are alive during a comparison (with all five librari
 misses decide the figures). Keys are visited in a shuffled order so the big case pays
 the cache misses a real tenant mix pays. Runs of the two alternate so drift on the
 machine hits both alike; each figure is the median of repeated runs, with min-max.
+
+Memory is measured after three calls per breaker (`bytes_per_breaker`, every library), and
+for ours also with a call in each of the window's ten buckets and a failure in the last
+(`bytes_per_breaker_full_window`): the packed window's largest form, against the same
+figure for the rivals, which keep no window.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ import purgatory  # noqa: E402
 import pybreaker  # noqa: E402
 
 from bench._stats import headline, summary  # noqa: E402
-from resilience import BreakerRegistry  # noqa: E402
+from resilience import BreakerRegistry, ErrorKind  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 REPEATS = 3 if QUICK else 5
@@ -242,6 +247,36 @@ def bytes_per_breaker(lib: str, n_keys: int) -> float:
     return (after - before) / n_keys
 
 
+def bytes_per_breaker_full_window(n_keys: int) -> float:
+    """Ours with a call in each of the ten buckets of the window and one failure in the last,
+    per breaker: the window at its largest (an injected clock walks through the buckets)."""
+    names = tenants(n_keys)
+    now = [1_000.0]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    registry = BreakerRegistry(clock=lambda: now[0])
+    width = registry.policy.window_s / 10
+    for bucket in range(10):
+        for name in names:
+            breaker = registry.get(name, "openai")
+            permit = breaker.acquire()
+            if bucket == 9:
+                # a tenant-scoped kind: a provider-scoped one from every tenant in a row
+                # would rightly open the provider-wide gate
+                breaker.record_failure(permit, ErrorKind.AUTH)
+            else:
+                breaker.record_success(permit)
+        now[0] += width
+    now[0] -= width  # still in the last bucket: every count is in the window
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert registry.get(names[0], "openai").calls_in_window() == 10
+    del registry
+    return (after - before) / n_keys
+
+
 def versions() -> str:
     libs = ("pybreaker", "circuitbreaker", "aiobreaker", "purgatory")
     found = ", ".join(f"{lib} {importlib.metadata.version(lib)}" for lib in libs)
@@ -267,6 +302,12 @@ def main() -> None:
     sizes = {lib: bytes_per_breaker(lib, MEMORY_KEYS) for lib in LIBRARIES if lib != "ours_async"}
     for lib, size in sizes.items():
         print(f"memory: {lib:<15} {size:7.0f} bytes per live breaker ({MEMORY_KEYS:,} breakers)")
+    full_window = bytes_per_breaker_full_window(MEMORY_KEYS)
+    lightest = min(sizes[lib] for lib in PAIRS)
+    print(
+        f"memory: ours, full window  {full_window:7.0f} bytes per live breaker "
+        f"(ratio to the lightest rival: {full_window / lightest:.3f})"
+    )
     figures: dict[str, Any] = {
         "breaker_us_per_call": statistics.median(ours_us[("ours", BIG)]),
         "breaker_us_per_call_1_key": statistics.median(ours_us[("ours", 1)]),
@@ -280,6 +321,7 @@ def main() -> None:
     for rival in PAIRS:
         figures[f"{rival}_us_per_call"] = statistics.median(theirs_us[(rival, BIG)])
     figures["bytes_per_breaker"] = sizes["ours"]
+    figures["bytes_per_breaker_full_window"] = full_window
     for lib in PAIRS:
         figures[f"bytes_per_breaker_{lib}"] = sizes[lib]
     headline(figures)

@@ -1,6 +1,6 @@
 """The circuit breaker of one (tenant, provider) pair.
 
-States and moves (DESIGN.md, "Breakers"):
+States and moves (docs/architecture.md, "Breaker rules"):
 
     closed ──threshold / 429──▶ open ──cooldown elapsed──▶ half_open ──probe ok──▶ closed
                                   ▲                            │
@@ -17,9 +17,12 @@ The breaker is built for one asyncio event loop: no method awaits, so state
 checks and updates are atomic with respect to other tasks, and no lock is taken
 on the hot path. It is not thread-safe.
 
-The sliding window is kept as cumulative counters with ten bucket marks: O(1)
-per call and a few hundred bytes per breaker. A failure counts for between
-0.9 and 1.0 times `window_s` after it happened.
+The sliding window is ten buckets kept in ints (`resilience.window`): the current bucket's
+calls and failures as plain counters, the nine before packed into one int each. O(1) per
+call, and nothing allocated while a breaker's calls all fall in the current bucket.
+A failure counts for between 0.9 and 1.0 times `window_s` after it happened. Most
+breakers never fail, so a breaker holds nothing it does not need: its closed permit of
+generation 0 is shared by every breaker until its first transition.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from resilience.events import BreakerState, BreakerTransition, TransitionReason
 from resilience.exceptions import CircuitOpenError
 from resilience.policies import BreakerPolicy
 from resilience.types import PROVIDER_WIDE, Clock, ProviderName, TenantId
+from resilience.window import BUCKETS, rolled, total
 
-_BUCKETS = 10
 _CLOSED = BreakerState.CLOSED
 _OPEN = BreakerState.OPEN
 _HALF_OPEN = BreakerState.HALF_OPEN
@@ -83,6 +86,10 @@ class Permit:
 ASK_STORE = Permit(-1)
 """What `acquire()` returns when only the shared store can decide: await `admit()` then."""
 
+_FIRST_PERMIT = Permit(0)
+"""The closed permit of every breaker that has not moved yet (never mutated: a call that
+also probes the gate gets a permit of its own)."""
+
 
 @dataclass(frozen=True, slots=True)
 class BreakerSnapshot:
@@ -114,9 +121,7 @@ class CircuitBreaker:
     """State machine of one (tenant, provider) pair; see the module docstring."""
 
     __slots__ = (
-        "_bucket",
         "_bucket_end",
-        "_bucket_w",
         "_calls",
         "_clock",
         "_cooldown",
@@ -125,11 +130,11 @@ class CircuitBreaker:
         "_generation",
         "_observer",
         "_opened_at",
+        "_past_calls",
+        "_past_fails",
         "_permit",
         "_probes",
         "_retry_at",
-        "_ring_calls",
-        "_ring_fails",
         "_state",
         "_streak",
         "_streak_tenants",
@@ -161,18 +166,22 @@ class CircuitBreaker:
         self._gate = gate
         self._state = _CLOSED
         self._generation = 0
-        self._permit: Permit = Permit(0)
+        self._permit: Permit = _FIRST_PERMIT
         self._probes: list[Permit] = []
         self._opened_at: float | None = None
         self._retry_at = 0.0
         self._cooldown = policy.cooldown_s
         self._calls = 0
+        """Calls in the current bucket of the window (`resilience.window`)."""
         self._fails = 0
-        self._bucket_w = policy.window_s / _BUCKETS
-        self._bucket = math.floor(clock() / self._bucket_w)
-        self._bucket_end = (self._bucket + 1) * self._bucket_w
-        self._ring_calls = [0] * _BUCKETS
-        self._ring_fails = [0] * _BUCKETS
+        """Counted failures in the current bucket."""
+        self._past_calls = 0
+        """Calls in the nine buckets before, packed (`resilience.window.rolled`)."""
+        self._past_fails = 0
+        """Counted failures in the nine buckets before, packed the same way."""
+        width = policy.window_s / BUCKETS
+        self._bucket_end = (math.floor(clock() / width) + 1) * width
+        """When the current bucket ends; the bucket is `_bucket_end / width - 1`."""
         self._streak = 0
         """On a provider-wide gate: provider-scoped failures in a row, over all tenants."""
         self._streak_tenants: set[TenantId] | None = None
@@ -240,11 +249,11 @@ class CircuitBreaker:
 
     def failures_in_window(self) -> int:
         self._roll(self._clock())
-        return self._fails - self._ring_fails[(self._bucket + 1) % _BUCKETS]
+        return self._fails + total(self._past_fails)
 
     def calls_in_window(self) -> int:
         self._roll(self._clock())
-        return self._calls - self._ring_calls[(self._bucket + 1) % _BUCKETS]
+        return self._calls + total(self._past_calls)
 
     def snapshot(self) -> BreakerSnapshot:
         now = self._clock()
@@ -480,15 +489,14 @@ class CircuitBreaker:
             cooldown = self._retry_after_cooldown(retry_after_s)
             self._open(TransitionReason.RETRY_AFTER, now, kind, cooldown)
             return
-        oldest = (self._bucket + 1) % _BUCKETS
-        fails = self._fails - self._ring_fails[oldest]
+        fails = self._fails + total(self._past_fails)
         policy = self.policy
-        if fails >= policy.failure_threshold:
-            calls = self._calls - self._ring_calls[oldest]
-            if fails >= policy.failure_rate * calls:
-                self._open(TransitionReason.THRESHOLD, now, kind, self._cooldown)
-                if kind.policy.scope is Scope.PROVIDER:
-                    self._observer.tripped(self, kind, now)
+        if fails >= policy.failure_threshold and fails >= policy.failure_rate * (
+            self._calls + total(self._past_calls)
+        ):
+            self._open(TransitionReason.THRESHOLD, now, kind, self._cooldown)
+            if kind.policy.scope is Scope.PROVIDER:
+                self._observer.tripped(self, kind, now)
 
     def _retry_after_cooldown(self, retry_after_s: float | None) -> float:
         if retry_after_s is None:
@@ -508,9 +516,7 @@ class CircuitBreaker:
         self._retry_at = now + cooldown
         self._opened_at = now
         self._probes.clear()
-        detail: dict[str, Any] = {
-            "calls": self._calls - self._ring_calls[(self._bucket + 1) % _BUCKETS]
-        }
+        detail: dict[str, Any] = {"calls": self._calls + total(self._past_calls)}
         if tenants is not None:
             detail["tenants"] = tenants
         return self._transition(_OPEN, reason, now, kind=kind, cooldown_s=cooldown, detail=detail)
@@ -541,7 +547,7 @@ class CircuitBreaker:
             to_state=to,
             reason=reason,
             occurred_at=_to_datetime(self._wall_clock()),
-            failures=self._fails - self._ring_fails[(self._bucket + 1) % _BUCKETS],
+            failures=self._fails + total(self._past_fails),
             error_kind=kind,
             cooldown_s=cooldown_s,
             actor=actor,
@@ -551,23 +557,21 @@ class CircuitBreaker:
         return True
 
     def _roll(self, now: float) -> None:
-        """Move the window to the bucket holding `now`, marking the buckets passed over."""
-        bucket = math.floor(now / self._bucket_w)
-        steps = bucket - self._bucket
+        """Move the window to the bucket holding `now`, shifting the counts of older buckets."""
+        width = self.policy.window_s / BUCKETS
+        bucket = math.floor(now / width)
+        # _bucket_end is (bucket + 1) * width: dividing back is off by far less than 0.5
+        steps = bucket - (round(self._bucket_end / width) - 1)
         if steps <= 0:
             return
-        calls, fails = self._calls, self._fails
-        ring_calls, ring_fails = self._ring_calls, self._ring_fails
-        for b in range(self._bucket + 1, self._bucket + 1 + min(steps, _BUCKETS)):
-            ring_calls[b % _BUCKETS] = calls
-            ring_fails[b % _BUCKETS] = fails
-        self._bucket = bucket
-        self._bucket_end = (bucket + 1) * self._bucket_w
+        self._past_calls = rolled(self._past_calls, self._calls, steps)
+        self._past_fails = rolled(self._past_fails, self._fails, steps)
+        self._calls = self._fails = 0
+        self._bucket_end = (bucket + 1) * width
 
     def _clear_window(self, now: float) -> None:
         self._roll(now)
-        self._ring_calls = [self._calls] * _BUCKETS
-        self._ring_fails = [self._fails] * _BUCKETS
+        self._calls = self._fails = self._past_calls = self._past_fails = 0
 
     def _gate_or_fail(self) -> CircuitBreaker:
         if self._gate is None:  # pragma: no cover - a gate permit implies a gate
