@@ -10,17 +10,22 @@
 --       5 provider-wide trips (zset: tenant -> at)   6 tenants of the current failure streak
 --       7 the index of breakers that are not closed   8 the transition counter (generations)
 -- ARGV: 1 op  2 tenant  3 provider  4 change channel  5 key prefix
---       6 failure_threshold  7 failure_rate  8 window_s  9 cooldown_s  10 max_cooldown_s
---       11 half_open_max_calls  12 probe_timeout_s  13 provider_wide_min_tenants
---       14 provider_wide_streak  15 idle ttl in seconds;  16.. the op's own arguments
+--       6 the time in seconds, or '' for the server's TIME (tests drive a clock; production
+--         never sends one)
+--       7 failure_threshold  8 failure_rate  9 window_s  10 cooldown_s  11 max_cooldown_s
+--       12 half_open_max_calls  13 probe_timeout_s  14 provider_wide_min_tenants
+--       15 provider_wide_streak  16 idle ttl in seconds;  17.. the op's own arguments
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = tonumber(ARGV[6])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
 local op, tenant, provider, channel, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local threshold, rate, window = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local base_cd, max_cd = tonumber(ARGV[9]), tonumber(ARGV[10])
-local max_probes, probe_timeout = tonumber(ARGV[11]), tonumber(ARGV[12])
-local min_tenants, streak_n, ttl = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+local threshold, rate, window = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local base_cd, max_cd = tonumber(ARGV[10]), tonumber(ARGV[11])
+local max_probes, probe_timeout = tonumber(ARGV[12]), tonumber(ARGV[13])
+local min_tenants, streak_n, ttl = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])
 local FOREVER = -1 -- retry_at of an admin open without a duration
 local bucket = math.floor(now / (window / 10))
 local B = {key = KEYS[1], probes = KEYS[2], tenant = tenant}
@@ -80,10 +85,16 @@ local function view(b)
     if h[4] then open_for = now - tonumber(h[4]) end
   end
   local calls, fails = counts(b)
+  -- how long ago each probe out was admitted: with all slots busy, their watchdog is the wait
+  local ages = {}
+  if st == 'half_open' then
+    local held = redis.call('ZRANGE', b.probes, 0, -1, 'WITHSCORES')
+    for i = 2, #held, 2 do ages[#ages + 1] = now - tonumber(held[i]) end
+  end
   return {
     t = b.tenant, p = provider, s = st, g = tonumber(h[1] or '0'), w = wait,
     cd = tonumber(h[3] or base_cd), of = open_for, f = fails, c = calls,
-    n = redis.call('ZCARD', b.probes),
+    n = redis.call('ZCARD', b.probes), pa = ages,
   }
 end
 
@@ -216,7 +227,11 @@ local function admit(b, token)
     if now < ra then return {ok = false, w = ra - now} end
     transition(b, 'half_open', 'cooldown_elapsed')
   end
-  redis.call('ZREMRANGEBYSCORE', b.probes, '-inf', now - probe_timeout)
+  -- the watchdog reclaims probes past probe_timeout only when their slots are needed (as the
+  -- memory breaker does): until then a late probe's verdict still counts
+  if redis.call('ZCARD', b.probes) >= max_probes then
+    redis.call('ZREMRANGEBYSCORE', b.probes, '-inf', now - probe_timeout)
+  end
   if redis.call('ZCARD', b.probes) >= max_probes then
     local oldest = redis.call('ZRANGE', b.probes, 0, 0, 'WITHSCORES')
     local watchdog = tonumber(oldest[2]) + probe_timeout - now
@@ -229,7 +244,7 @@ end
 
 local reply = {}
 if op == 'admit' then
-  local token = ARGV[16]
+  local token = ARGV[17]
   local own = admit(B, token)
   if not own.ok then
     reply = {refused = 'own', w = own.w, s = state(B)}
@@ -245,8 +260,8 @@ if op == 'admit' then
     reply = {probe = own.probe or '', gprobe = ''}
   end
 elseif op == 'fail' or op == 'ok' then
-  local generation, token, gtoken = tonumber(ARGV[16]), ARGV[17], ARGV[18]
-  local kind, scope, retry_after, successes = ARGV[19], ARGV[20], tonumber(ARGV[21]), tonumber(ARGV[22])
+  local generation, token, gtoken = tonumber(ARGV[17]), ARGV[18], ARGV[19]
+  local kind, scope, retry_after, successes = ARGV[20], ARGV[21], tonumber(ARGV[22]), tonumber(ARGV[23])
   if successes > 0 or op == 'ok' then end_streak() end
   if successes > 0 and state(B) == 'closed' then add(B, successes, 0) end
   if gtoken ~= '' then
@@ -259,24 +274,28 @@ elseif op == 'fail' or op == 'ok' then
   local late = false
   if token ~= '' then
     late = not settle_probe(B, token, kind, retry_after)
-  elseif op == 'fail' then
+  else
+    -- an ordinary call (it may have been the gate's probe: then it comes here alone, and its
+    -- success counts in the window like any other)
     local current = tonumber(field(B, 'gen', '0'))
     if state(B) ~= 'closed' or (generation > 0 and generation < current) then
-      late = true
-    else
+      late = op == 'fail' or gtoken ~= ''
+    elseif op == 'fail' then
       count_failure(kind, scope, retry_after)
+    elseif gtoken ~= '' then
+      add(B, 1, 0)
     end
   end
   reply = {late = late}
 elseif op == 'release' then
-  if ARGV[16] ~= '' then redis.call('ZREM', B.probes, ARGV[16]) end
-  if ARGV[17] ~= '' then redis.call('ZREM', G.probes, ARGV[17]) end
+  if ARGV[17] ~= '' then redis.call('ZREM', B.probes, ARGV[17]) end
+  if ARGV[18] ~= '' then redis.call('ZREM', G.probes, ARGV[18]) end
 elseif op == 'reset' then
   clear(B)
   redis.call('HSET', B.key, 'cd', base_cd)
   reply = {changed = transition(B, 'closed', 'admin_reset')}
 elseif op == 'force' then
-  local duration = tonumber(ARGV[16])
+  local duration = tonumber(ARGV[17])
   if duration < 0 then redis.call('HSET', B.key, 'ra', FOREVER)
   else redis.call('HSET', B.key, 'ra', now + duration) end
   if state(B) == 'forced_open' then
@@ -291,7 +310,7 @@ elseif op == 'force' then
 elseif op == 'adopt' then
   -- after an outage of Redis: a breaker a process opened on its own becomes shared,
   -- unless the shared state moved on meanwhile
-  local st, wait, cooldown = ARGV[16], tonumber(ARGV[17]), tonumber(ARGV[18])
+  local st, wait, cooldown = ARGV[17], tonumber(ARGV[18]), tonumber(ARGV[19])
   if state(B) == 'closed' and st ~= 'closed' then
     if wait < 0 then redis.call('HSET', B.key, 'ra', FOREVER)
     else redis.call('HSET', B.key, 'ra', now + wait) end

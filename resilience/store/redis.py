@@ -1,4 +1,4 @@
-"""Breakers shared by every process through Redis (`REDIS_URL`, extra `resilience[redis]`).
+"""Breakers shared by every process through Redis (`REDIS_URL`, extra `[redis]`).
 
 Redis holds the state of every (tenant, provider) breaker. Each change is one call
 of `breakers.lua`: an atomic script timed by the server's clock (`TIME`), so the
@@ -92,9 +92,12 @@ class SharedView:
     open_for_s: float | None
     failures: int
     calls: int
+    probe_ages: tuple[float, ...] = ()
+    """Half-open: how long ago each probe still out (in any process) was admitted."""
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> SharedView:
+        ages = raw.get("pa")  # an empty Lua table comes as {}: no probes
         return cls(
             tenant=str(raw["t"]),
             provider=str(raw["p"]),
@@ -105,6 +108,7 @@ class SharedView:
             open_for_s=None if raw["of"] < 0 else float(raw["of"]),
             failures=int(raw["f"]),
             calls=int(raw["c"]),
+            probe_ages=tuple(float(a) for a in ages) if isinstance(ages, list) else (),
         )
 
 
@@ -139,7 +143,7 @@ class SharedBreaker(CircuitBreaker):
     While the store is offline it is an ordinary process-local breaker.
     """
 
-    __slots__ = ("_store", "_verdicts", "unsent_successes")
+    __slots__ = ("_first_generation", "_store", "_verdicts", "unsent_successes")
 
     def __init__(
         self,
@@ -166,6 +170,8 @@ class SharedBreaker(CircuitBreaker):
         """Successes counted here and not yet sent to Redis."""
         self._verdicts: set[asyncio.Task[None]] = set()
         """Verdicts sent and not yet answered: until they are, admission asks Redis."""
+        self._first_generation = 0
+        """The generation of the first shared view this breaker took (0: none yet)."""
         if store.online:
             self._permit = Permit(0, shared=True)
 
@@ -185,7 +191,14 @@ class SharedBreaker(CircuitBreaker):
         if self._state is _OPEN and now < self._retry_at:
             raise self._refusal(now)
         gate = self._gate
-        if gate is not None and gate._state is _OPEN and now < gate._retry_at:
+        # the gate refuses alone only a closed breaker's call: any other state answers first
+        # (its own refusal, or its move to half-open), as in a memory breaker
+        if (
+            gate is not None
+            and self._state is _CLOSED
+            and gate._state is _OPEN
+            and now < gate._retry_at
+        ):
             raise self._gate_refusal(gate, now)
         # a cooldown is over, probes are out, an admin opened it (and may have reset it a
         # moment ago from another process), or this process's last failures are still on
@@ -206,6 +219,9 @@ class SharedBreaker(CircuitBreaker):
         elif permit.token or (permit.gate is not None and permit.gate.token):
             self._track(store.settle(self, permit, None, None))
         elif permit.shared:
+            if (permit.generation or self._first_generation) < self._generation:
+                self.late_results += 1  # its breaker moved on since: not this window's call
+                return
             now = self._clock()
             if now >= self._bucket_end:
                 self._roll(now)
@@ -223,6 +239,13 @@ class SharedBreaker(CircuitBreaker):
         elif not kind.policy.counts_on_breaker:
             self.release(permit)
         elif permit.shared:
+            if (
+                not permit.token
+                and permit.gate is None
+                and self.shared_generation(permit) < self._generation
+            ):
+                self.late_results += 1  # late, as this view already knows: Redis need not hear
+                return
             now = self._clock()
             if now >= self._bucket_end:
                 self._roll(now)
@@ -238,6 +261,12 @@ class SharedBreaker(CircuitBreaker):
         gate_token = permit.gate.token if permit.gate is not None else ""
         if permit.token or gate_token:
             store.spawn(store.release(self, permit.token, gate_token))
+
+    def shared_generation(self, permit: Permit) -> int:
+        """The permit's generation in Redis's numbering. One admitted before this view first
+        heard from Redis carries 0: it belongs to the generation first heard, so a transition
+        since (one this view saw) makes it late, as it does in a memory breaker."""
+        return permit.generation or self._first_generation
 
     def _track(self, verdict: asyncio.Task[None]) -> None:
         self._verdicts.add(verdict)
@@ -293,8 +322,13 @@ class SharedBreaker(CircuitBreaker):
         """Take the shared state reported at local time `at` as this process's view."""
         self._state = view.state
         self._generation = view.generation
+        if not self._first_generation:
+            self._first_generation = view.generation
         self._permit = Permit(view.generation, shared=True)
-        self._probes.clear()
+        # the probes out in every process: with all slots busy their watchdog is the wait
+        self._probes[:] = [
+            Permit(view.generation, probe=True, started_at=at - age) for age in view.probe_ages
+        ]
         self._cooldown = view.cooldown_s
         self._retry_at = at + view.wait_s
         self._opened_at = None if view.open_for_s is None else at - view.open_for_s
@@ -312,6 +346,10 @@ class RedisStore(MemoryStore):
 
     Call `await start()` before serving (the client does it on its first call) and
     `await aclose()` at shutdown.
+
+    `script_clock` is for tests only: the scripts take their time from it instead of the
+    Redis server's `TIME`, so a test can move cooldowns and windows as it moves `clock`.
+    Left None (always, in production) every process shares the server's clock.
     """
 
     def __init__(
@@ -328,12 +366,14 @@ class RedisStore(MemoryStore):
         reconnect_s: float = 1.0,
         timeout_s: float = 1.0,
         max_connections: int = 32,
+        script_clock: Clock | None = None,
     ) -> None:
         try:
             from redis.asyncio import BlockingConnectionPool, Redis
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
             raise RuntimeError(
-                "REDIS_URL is set but the redis package is missing: pip install 'resilience[redis]'"
+                "REDIS_URL is set but the redis package is missing: pip install "
+                "'llm-tenant-resilience[redis]'"
             ) from exc
         super().__init__(
             policy_for=policy_for,
@@ -383,6 +423,9 @@ class RedisStore(MemoryStore):
         self._runner: asyncio.Task[None] | None = None
         self._policy_args: dict[ProviderName, list[str]] = {}
         self._closing = False
+        self._script_clock = script_clock
+        self._pings: list[asyncio.Future[None]] = []
+        """`heard()` callers waiting for their PING to come back through the subscription."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -410,6 +453,23 @@ class RedisStore(MemoryStore):
             except (OSError, _redis_errors()) as exc:
                 self._lost(exc)
 
+    async def heard(self) -> None:
+        """Wait until this process's views hold every change Redis published before the call.
+
+        A PING on the subscription's connection comes back after the messages queued before
+        it, so its answer means they have all been read. Returns at once while offline.
+        """
+        pubsub = self._pubsub
+        if not self.online or pubsub is None or self._runner is None:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pings.append(waiter)
+        try:
+            await pubsub.ping()
+        except (OSError, _redis_errors()) as exc:
+            self._lost(exc)
+        await waiter
+
     async def aclose(self) -> None:
         """`flush()`, then disconnect."""
         self._closing = True
@@ -418,6 +478,8 @@ class RedisStore(MemoryStore):
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
+        for waiter in self._pings:
+            self._answer_ping(waiter)
         await self._drop_pubsub()
         await self._redis.aclose()
         await self._pool.disconnect()  # a pool passed in is not closed by aclose()
@@ -496,7 +558,8 @@ class RedisStore(MemoryStore):
         tenant, provider = key
         try:
             taken, wait = await self._tokens(
-                keys=[f"{self.prefix}:rl:{provider}:{tenant}"], args=[repr(float(rpm))]
+                keys=[f"{self.prefix}:rl:{provider}:{tenant}"],
+                args=[repr(float(rpm)), self._script_now()],
             )
         except (OSError, _redis_errors()) as exc:
             self._lost(exc)
@@ -569,9 +632,14 @@ class RedisStore(MemoryStore):
         policy: list[str] | None = None,
     ) -> tuple[list[str], list[str]]:
         """KEYS and ARGV of one op of `breakers.lua` (see its header for the layout)."""
-        head = [op, tenant, provider, self._channel, self.prefix]
+        head = [op, tenant, provider, self._channel, self.prefix, self._script_now()]
         policy = self._policy(provider) if policy is None else policy
         return self._keys(tenant, provider), [*head, *policy, *args]
+
+    def _script_now(self) -> str:
+        """The scripts' time argument: '' (the server's `TIME`) unless a test clock drives them."""
+        clock = self._script_clock
+        return "" if clock is None else repr(clock())
 
     def _policy(self, provider: ProviderName) -> list[str]:
         args = self._policy_args.get(provider)
@@ -714,7 +782,7 @@ class RedisStore(MemoryStore):
         reply = await self._call(
             "ok" if kind is None else "fail",
             breaker,
-            str(permit.generation),
+            str(breaker.shared_generation(permit)),
             permit.token,
             gate_token,
             "" if kind is None else str(kind),
@@ -831,8 +899,12 @@ class RedisStore(MemoryStore):
                 message = await pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=self._sync_interval_s
                 )
-                if message is not None and message.get("type") == "message":
-                    self._seen(SharedView.parse(json.loads(message["data"])), self._clock())
+                if message is not None:
+                    kind = message.get("type")
+                    if kind == "message":
+                        self._seen(SharedView.parse(json.loads(message["data"])), self._clock())
+                    elif kind == "pong" and self._pings:
+                        self._answer_ping(self._pings.pop(0))
                 if self.unsent and loop.time() - flushed >= self._sync_interval_s:
                     flushed = loop.time()
                     await self._flush()
@@ -855,12 +927,20 @@ class RedisStore(MemoryStore):
         self.unsent.clear()
         if self._pubsub is not None:
             self.spawn(self._drop_pubsub())
+        pings, self._pings = self._pings, []
+        for waiter in pings:  # their answers will not come: nothing more will be heard
+            self._answer_ping(waiter)
         logger.warning(
             "Redis at %s %s (%s): breakers are process-local until it answers",
             self.stats.url,
             "cannot be reached" if first else "stopped answering",
             self.stats.last_error,
         )
+
+    @staticmethod
+    def _answer_ping(waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

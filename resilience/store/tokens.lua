@@ -1,11 +1,15 @@
 -- One request-rate token from a bucket shared by every process (resilience/ratelimit.py's
 -- TokenBucket, in Redis): capacity rpm, refilled continuously at rpm/60 per second, full
 -- when new; timed by the Redis server's clock.
--- KEYS: 1 the bucket hash.  ARGV: 1 rpm.
+-- KEYS: 1 the bucket hash.  ARGV: 1 rpm  2 the time in seconds, or '' (or absent) for the
+-- server's TIME (tests drive a clock; production never sends one).
 -- Returns {1 if a token was taken else 0, seconds until the next token (a string)}.
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = tonumber(ARGV[2])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
 local rpm = tonumber(ARGV[1])
 local rate = rpm / 60
 local held = redis.call('HMGET', KEYS[1], 'tk', 'ts')
