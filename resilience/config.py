@@ -7,7 +7,7 @@ Secrets are only ever named (`api_key_env = "ANTHROPIC_API_KEY"`), never written
 file; a referenced variable that is not set is an error naming the variable, never showing
 a value. `DATABASE_URL` and `REDIS_URL` come from the environment.
 
-Decisions where DESIGN.md leaves room:
+Decisions where the configuration's shape leaves room (docs/architecture.md, "Parts"):
 
 - Every key has a default except `providers`: at least one is required. `routes` may be
   empty or absent, since a caller can always name `provider:model` directly.

@@ -1,6 +1,6 @@
 """The knobs of breakers and retries: frozen value objects, validated on creation.
 
-Defaults are the production defaults of DESIGN.md. Every error names the field
+Defaults: docs/architecture.md, "Breaker rules" and "Retries". Every error names the field
 and the bad value, so a config loader can prefix it with the TOML key.
 """
 

@@ -34,7 +34,8 @@ class BreakerRegistry:
 
     Args:
         policy: defaults for every pair.
-        provider_policies: per-provider overrides (DESIGN.md `[providers.X.breaker]`).
+        provider_policies: per-provider overrides (`[providers.X.breaker]`; see
+            docs/architecture.md, "Breaker rules").
         sinks: audit sinks; each transition goes to every one of them.
         clock: monotonic seconds, for cooldowns and windows.
         wall_clock: epoch seconds, for audit timestamps.

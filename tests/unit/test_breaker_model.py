@@ -41,7 +41,7 @@ class ModelPermit:
 
 @dataclass
 class Model:
-    """The state machine of DESIGN.md, written plainly."""
+    """The state machine of docs/architecture.md, "Breaker rules", written plainly."""
 
     now: float
     state: str = "closed"
