@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from resilience.exceptions import ResilienceError, UnknownRouteError
+from resilience.exceptions import ResilienceError
 from resilience.policies import BreakerPolicy, RetryPolicy
 from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
-from resilience.routes import Route, Target
+from resilience.routes import Route
 from resilience.types import ProviderName, TenantId
 
 ProviderKind = Literal["anthropic", "openai"]
@@ -122,32 +122,6 @@ class Config:
     def tenant_by_key_hash(self) -> dict[str, TenantId]:
         """SHA-256 hex of each gateway key -> its tenant, for `ApiKeyResolver`."""
         return {h: t.tenant_id for t in self.tenants.values() for h in t.api_key_sha256}
-
-    def policy_for(self, provider: ProviderName) -> BreakerPolicy:
-        """The provider's merged breaker policy; `[breaker]` for a provider not configured."""
-        found = self.providers.get(provider)
-        return found.breaker if found is not None else self.breaker
-
-    def route_for(self, tenant_id: TenantId | None, name_or_target: str) -> Route:
-        """The tenant's override, else the global route, else `provider:model` of a known
-        provider as a one-target route; anything else raises `UnknownRouteError`."""
-        tenant = self.tenants.get(tenant_id) if tenant_id is not None else None
-        if tenant is not None and name_or_target in tenant.routes:
-            return tenant.routes[name_or_target]
-        if name_or_target in self.routes:
-            return self.routes[name_or_target]
-        try:
-            target = Target.parse(name_or_target)
-        except ValueError:
-            target = None
-        if target is not None and target.provider in self.providers:
-            return Route(name_or_target, (target,))
-        shown = name_or_target if len(name_or_target) <= 80 else name_or_target[:77] + "..."
-        raise UnknownRouteError(
-            f"unknown route {shown!r}: not a configured route, nor provider:model of a "
-            f"configured provider ({', '.join(sorted(self.providers))})",
-            tenant=tenant_id,
-        )
 
 
 def async_database_url(url: str | None) -> str | None:

@@ -7,7 +7,7 @@ and the bad value, so a config loader can prefix it with the TOML key.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 
 def _check_positive(owner: object, *names: str, allow_zero: bool = False) -> None:
@@ -73,8 +73,3 @@ class RetryPolicy:
                 f"max_delay_s: must be >= base_delay_s ({self.base_delay_s!r}), "
                 f"got {self.max_delay_s!r}"
             )
-
-
-def field_names(policy_type: type[BreakerPolicy] | type[RetryPolicy]) -> frozenset[str]:
-    """The keys a config section for this policy may hold."""
-    return frozenset(f.name for f in fields(policy_type))

@@ -9,13 +9,15 @@ one second against `rpm = 60` send at most 61.
 Buckets are keyed like breakers: `(tenant, provider)` for a tenant's own limit,
 `("*", provider)` for the provider's. They live in the breaker store, so a shared store
 shares them across processes. A bucket idle for a minute is full, so forgetting it
-changes nothing: idle buckets are dropped in two generations, like idle breakers.
+changes nothing: idle buckets are dropped in two generations (`resilience.idle`), like
+idle breakers.
 """
 
 from __future__ import annotations
 
 import time
 
+from resilience.idle import IdleMap
 from resilience.types import BreakerKey, Clock
 
 WINDOW_S = 60.0
@@ -51,18 +53,19 @@ class RateLimits:
 
     def __init__(self, *, clock: Clock = time.monotonic) -> None:
         self._clock = clock
-        self._current: dict[BreakerKey, TokenBucket] = {}
-        self._previous: dict[BreakerKey, TokenBucket] = {}
-        self._rotate_at = clock() + WINDOW_S
+        self._buckets: IdleMap[BreakerKey, TokenBucket] = IdleMap(WINDOW_S, clock=clock)
 
     def take(self, key: BreakerKey, rpm: float) -> bool:
         """Take a token from `key`'s bucket for `rpm`; `rpm <= 0` means unlimited."""
         if rpm <= 0:
             return True
         now = self._clock()
-        bucket = self._current.get(key)
+        bucket = self._buckets.current.get(key)
         if bucket is None:
-            bucket = self._find(key, rpm, now)
+            bucket = self._buckets.find(key)
+            if bucket is None:
+                bucket = TokenBucket(rpm, now)
+                self._buckets.put(key, bucket)
         if bucket.rpm != rpm:  # the limit was changed: keep the tokens, capped
             bucket.rpm = rpm
             bucket.tokens = min(bucket.tokens, rpm)
@@ -70,18 +73,8 @@ class RateLimits:
 
     def wait_s(self, key: BreakerKey) -> float:
         """Seconds until `key`'s bucket has a token; 0 for a bucket not held."""
-        bucket = self._current.get(key) or self._previous.get(key)
+        bucket = self._buckets.peek(key)
         return bucket.wait_s(self._clock()) if bucket is not None else 0.0
 
     def __len__(self) -> int:
-        return len(self._current) + len(self._previous)
-
-    def _find(self, key: BreakerKey, rpm: float, now: float) -> TokenBucket:
-        if now >= self._rotate_at:
-            self._previous, self._current = self._current, {}
-            self._rotate_at = now + WINDOW_S
-        bucket = self._previous.pop(key, None)
-        if bucket is None:
-            bucket = TokenBucket(rpm, now)
-        self._current[key] = bucket
-        return bucket
+        return len(self._buckets)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
-from resilience.breaker import BreakerSnapshot, CircuitBreaker, Permit
+from resilience.breaker import BreakerSnapshot, CircuitBreaker
 from resilience.events import AuditSink, BreakerState, BreakerTransition
 from resilience.policies import BreakerPolicy
 from resilience.store.base import BreakerStore
@@ -92,13 +92,6 @@ class BreakerRegistry:
     def policy_for(self, provider: ProviderName) -> BreakerPolicy:
         return self.provider_policies.get(provider, self.policy)
 
-    def add_sink(self, sink: AuditSink) -> None:
-        self._sinks.append(sink)
-
-    def acquire(self, tenant: TenantId, provider: ProviderName) -> Permit:
-        """Shortcut for `get(tenant, provider).acquire()`."""
-        return self.store.get(tenant, provider).acquire()
-
     # -- admin -------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -117,7 +110,8 @@ class BreakerRegistry:
         actor: str | None = None,
         note: str | None = None,
     ) -> BreakerSnapshot:
-        """`reset()`, done on the shared state when there is one: every process sees it."""
+        """Close a breaker (tenant `*` closes the provider-wide one); done on the shared
+        state when there is one, so every process sees it."""
         breaker = self._breaker(tenant, provider)
         await breaker.areset(actor=actor, note=note)
         return breaker.snapshot()
@@ -131,36 +125,10 @@ class BreakerRegistry:
         duration_s: float | None = None,
         note: str | None = None,
     ) -> BreakerSnapshot:
-        """`force_open()`, done on the shared state when there is one."""
+        """Isolate a pair (tenant `*`: the provider for everyone) until reset or
+        `duration_s`; done on the shared state when there is one."""
         breaker = self._breaker(tenant, provider)
         await breaker.aforce_open(actor=actor, duration_s=duration_s, note=note)
-        return breaker.snapshot()
-
-    def reset(
-        self,
-        tenant: TenantId,
-        provider: ProviderName,
-        *,
-        actor: str | None = None,
-        note: str | None = None,
-    ) -> BreakerSnapshot:
-        """Close a breaker (tenant `*` closes the provider-wide one)."""
-        breaker = self._breaker(tenant, provider)
-        breaker.reset(actor=actor, note=note)
-        return breaker.snapshot()
-
-    def force_open(
-        self,
-        tenant: TenantId,
-        provider: ProviderName,
-        *,
-        actor: str | None = None,
-        duration_s: float | None = None,
-        note: str | None = None,
-    ) -> BreakerSnapshot:
-        """Isolate a pair (tenant `*`: the provider for everyone) until reset or `duration_s`."""
-        breaker = self._breaker(tenant, provider)
-        breaker.force_open(actor=actor, duration_s=duration_s, note=note)
         return breaker.snapshot()
 
     def restore_forced_open(

@@ -35,6 +35,7 @@ from tenacity.wait import wait_base
 
 from resilience.deadline import Deadline
 from resilience.exceptions import ProviderError
+from resilience.idle import IdleMap
 from resilience.policies import RetryPolicy
 from resilience.types import BreakerKey, Clock, Sleep
 from resilience.window import SlidingCount
@@ -88,28 +89,27 @@ class RetryBudget:
 
 
 class RetryBudgets:
-    """Budgets by (tenant, provider); a pair idle for two windows is forgotten (two generations)."""
+    """Budgets by (tenant, provider); a pair idle for one to two windows is forgotten
+    (`resilience.idle`)."""
 
     def __init__(self, policy: RetryPolicy, *, clock: Clock = time.monotonic) -> None:
         self._policy = policy
         self._clock = clock
-        self._current: dict[BreakerKey, RetryBudget] = {}
-        self._previous: dict[BreakerKey, RetryBudget] = {}
-        self._rotate_at = clock() + policy.budget_window_s
+        self._budgets: IdleMap[BreakerKey, RetryBudget] = IdleMap(
+            policy.budget_window_s, clock=clock
+        )
 
     def get(self, key: BreakerKey) -> RetryBudget:
-        budget = self._current.get(key)
+        budget = self._budgets.current.get(key)
         if budget is None:
-            now = self._clock()
-            if now >= self._rotate_at:
-                self._previous, self._current = self._current, {}
-                self._rotate_at = now + self._policy.budget_window_s
-            budget = self._previous.pop(key, None) or RetryBudget(self._policy, self._clock)
-            self._current[key] = budget
+            budget = self._budgets.find(key)
+            if budget is None:
+                budget = RetryBudget(self._policy, self._clock)
+                self._budgets.put(key, budget)
         return budget
 
     def __len__(self) -> int:
-        return len(self._current) + len(self._previous)
+        return len(self._budgets)
 
 
 class WaitFullJitterOrRetryAfter(wait_base):

@@ -47,7 +47,7 @@ async def main() -> None:
                     breaker.record_failure(breaker.acquire(), ErrorKind.AUTH)
                 limited = registry.get("initech", "primary")
                 limited.record_failure(limited.acquire(), ErrorKind.RATE_LIMITED, retry_after_s=5)
-                registry.force_open("umbrella", "claude", actor="ops", note="abuse review")
+                await registry.aforce_open("umbrella", "claude", actor="ops", note="abuse review")
                 chaos.add_fault(Fault(status=503), upstream="primary")
                 async with async_playwright() as pw:
                     browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)

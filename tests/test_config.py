@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from resilience.client import ResilientClient
 from resilience.config import (
     ConfigError,
     ProviderConfig,
@@ -17,7 +18,7 @@ from resilience.config import (
     load_config,
     parse_config,
 )
-from resilience.exceptions import ResilienceError, UnknownRouteError
+from resilience.exceptions import InvalidRequestError, ResilienceError, UnknownRouteError
 from resilience.policies import BreakerPolicy, RetryPolicy
 from resilience.routes import Group, Route, Strategy, Target
 
@@ -103,12 +104,13 @@ def test_the_example_loads_with_every_section() -> None:
 
 def test_the_example_merges_provider_breaker_overrides_over_the_global_section() -> None:
     config = load_config(EXAMPLE, environ=ENV)
-    anthropic = config.policy_for("anthropic")
+    policy_for = ResilientClient.from_config(config, environ=ENV).registry.policy_for
+    anthropic = policy_for("anthropic")
     assert (anthropic.cooldown_s, anthropic.max_cooldown_s) == (60.0, 900.0)
     assert anthropic.failure_threshold == config.breaker.failure_threshold
-    local = config.policy_for("local")
+    local = policy_for("local")
     assert (local.failure_threshold, local.window_s, local.cooldown_s) == (3, 30.0, 30.0)
-    assert config.policy_for("openai") == config.breaker
+    assert policy_for("openai") == config.breaker
 
 
 def test_the_example_key_digests_belong_to_the_keys_its_comments_name() -> None:
@@ -519,11 +521,12 @@ def test_breaker_overrides_apply_to_their_provider_only_and_inherit_the_rest() -
     data = with_("breaker", {"failure_threshold": 8, "cooldown_s": 20})
     data = with_("providers.openai.breaker", {"cooldown_s": 45}, base=data)
     config = parse_config(data, environ=ENV)
-    assert config.policy_for("openai").cooldown_s == 45.0
-    assert config.policy_for("openai").failure_threshold == 8  # from [breaker]
-    assert config.policy_for("anthropic") == config.breaker
+    policy_for = ResilientClient.from_config(config, environ=ENV).registry.policy_for
+    assert policy_for("openai").cooldown_s == 45.0
+    assert policy_for("openai").failure_threshold == 8  # from [breaker]
+    assert policy_for("anthropic") == config.breaker
     assert config.breaker.cooldown_s == 20.0
-    assert config.policy_for("unconfigured") == config.breaker
+    assert policy_for("unconfigured") == config.breaker
 
 
 def test_whole_numbers_for_float_settings_are_stored_as_floats() -> None:
@@ -579,32 +582,42 @@ def test_header_mode_warns_that_tenant_keys_are_ignored() -> None:
     )
 
 
-# -- route_for --------------------------------------------------------------------------------
+# -- routes of a loaded config, as the client resolves them ---------------------------------
 
 
 def test_route_for_prefers_the_tenant_override_then_the_global_route() -> None:
     config = load_config(EXAMPLE, environ=ENV)
-    assert config.route_for("acme", "chat") is config.tenants["acme"].routes["chat"]
-    assert config.route_for("globex", "chat") is config.routes["chat"]  # not listed: global
-    assert config.route_for(None, "chat") is config.routes["chat"]
-    assert config.route_for("acme", "embed") is config.routes["embed"]  # no override for it
+    client = ResilientClient.from_config(config, environ=ENV)
+    assert client.route_for("acme", "chat") == config.tenants["acme"].routes["chat"]
+    assert client.route_for("globex", "chat") == config.routes["chat"]  # not listed: global
+    assert client.route_for("acme", "embed") == config.routes["embed"]  # no override for it
+    assert config.tenants["acme"].routes["chat"] != config.routes["chat"]
 
 
 def test_route_for_takes_provider_colon_model_of_a_known_provider_directly() -> None:
-    config = load_config(EXAMPLE, environ=ENV)
-    assert config.route_for("acme", "local:qwen2.5:32b") == Route.of(
+    client = ResilientClient.from_config(load_config(EXAMPLE, environ=ENV), environ=ENV)
+    assert client.route_for("acme", "local:qwen2.5:32b") == Route.of(
         "local:qwen2.5:32b", Target("local", "qwen2.5:32b")
     )
 
 
-@pytest.mark.parametrize("name", ["nope", "opnai:gpt-4.1", ":gpt", "openai:", ""])
+@pytest.mark.parametrize("name", ["nope", "opnai:gpt-4.1"])
 def test_route_for_anything_else_is_an_unknown_route_naming_it(name: str) -> None:
-    config = load_config(EXAMPLE, environ=ENV)
+    client = ResilientClient.from_config(load_config(EXAMPLE, environ=ENV), environ=ENV)
     with pytest.raises(UnknownRouteError) as info:
-        config.route_for("acme", name)
+        client.route_for("acme", name)
     assert isinstance(info.value, LookupError)
     assert f"unknown route {name!r}" in str(info.value)
     assert "anthropic, local, local-2, openai" in str(info.value)
+    assert info.value.tenant == "acme"
+
+
+@pytest.mark.parametrize("name", [":gpt", "openai:", ""])
+def test_route_for_a_name_no_provider_could_have_is_an_invalid_model(name: str) -> None:
+    client = ResilientClient.from_config(load_config(EXAMPLE, environ=ENV), environ=ENV)
+    with pytest.raises(InvalidRequestError) as info:
+        client.route_for("acme", name)
+    assert info.value.field == "model"
     assert info.value.tenant == "acme"
 
 

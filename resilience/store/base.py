@@ -29,10 +29,6 @@ class BreakerStore(Protocol):
         is up are forgotten first, so a listing never shows them."""
         ...
 
-    def evict_idle(self) -> int:
-        """Forget breakers idle for the store's time to live; returns how many were dropped."""
-        ...
-
     def take_token(self, key: BreakerKey, rpm: float) -> bool:
         """Take one token from `key`'s requests-per-minute bucket (`resilience.ratelimit`);
         False when it is empty. `rpm <= 0` is unlimited."""

@@ -1,12 +1,10 @@
 """Breakers in this process's memory, with idle eviction and provider-wide opening.
 
-Eviction keeps two generations of breakers. A lookup hits the current one; a
-breaker found only in the previous generation is moved forward. Every
-`idle_ttl_s` the previous generation is dropped and the current one becomes
-previous, so a closed breaker untouched for between one and two TTLs is
-forgotten and comes back closed when its tenant returns. Breakers that are not
-closed are pinned and never dropped. Memory follows active tenants, with O(1)
-work per lookup and no sweep over every breaker.
+Breakers are held in an `IdleMap` (`resilience.idle`), two generations turned every
+`idle_ttl_s`: a closed breaker untouched for between one and two TTLs is forgotten and
+comes back closed when its tenant returns. Breakers that are not closed are pinned and
+never dropped. Memory follows active tenants, with O(1) work per lookup and no sweep over
+every breaker.
 
 Generations turn on time, not only when a new pair arrives: a lookup that misses,
 listing the breakers (`GET /admin/circuits`, a metrics scrape) and a background task
@@ -24,6 +22,7 @@ from typing import Any
 from resilience.breaker import CircuitBreaker
 from resilience.errors import ErrorKind
 from resilience.events import BreakerState, BreakerTransition
+from resilience.idle import IdleMap
 from resilience.policies import BreakerPolicy
 from resilience.ratelimit import RateLimits
 from resilience.types import PROVIDER_WIDE, BreakerKey, Clock, ProviderName, TenantId
@@ -54,12 +53,8 @@ class MemoryStore:
         self._emit = emit
         self._clock = clock
         self._wall_clock = wall_clock
-        self._idle_ttl_s = idle_ttl_s
-        self._current: dict[BreakerKey, CircuitBreaker] = {}
-        self._previous: dict[BreakerKey, CircuitBreaker] = {}
-        self._pinned: dict[BreakerKey, CircuitBreaker] = {}
+        self._idle: IdleMap[BreakerKey, CircuitBreaker] = IdleMap(idle_ttl_s, clock=clock)
         self._gates: dict[ProviderName, CircuitBreaker] = {}
-        self._rotate_at = clock() + idle_ttl_s
         self._sweep_every_s = sweep_every_s
         self._sweeper: asyncio.Task[None] | None = None
         self._trips: dict[ProviderName, dict[TenantId, float]] = {}
@@ -68,7 +63,7 @@ class MemoryStore:
         self.token_wait_s = self._limits.wait_s
 
     def get(self, tenant: TenantId, provider: ProviderName) -> CircuitBreaker:
-        breaker = self._current.get((tenant, provider))
+        breaker = self._idle.current.get((tenant, provider))
         if breaker is None:
             breaker = self._miss(tenant, provider)
         return breaker
@@ -76,8 +71,7 @@ class MemoryStore:
     def peek(self, tenant: TenantId, provider: ProviderName) -> CircuitBreaker | None:
         if tenant == PROVIDER_WIDE:
             return self._gates.get(provider)
-        key = (tenant, provider)
-        return self._current.get(key) or self._previous.get(key) or self._pinned.get(key)
+        return self._idle.peek((tenant, provider))
 
     def gate(self, provider: ProviderName) -> CircuitBreaker:
         gate = self._gates.get(provider)
@@ -88,28 +82,12 @@ class MemoryStore:
     def breakers(self) -> Iterator[CircuitBreaker]:
         self.sweep()
         yield from self._gates.values()
-        seen: set[BreakerKey] = set()
-        for generation in (self._pinned, self._current, self._previous):
-            for key, breaker in generation.items():
-                if key not in seen:
-                    seen.add(key)
-                    yield breaker
-
-    def evict_idle(self) -> int:
-        """Drop the previous generation now, due or not."""
-        before = len(self)
-        self._rotate(self._clock())
-        return before - len(self)
+        yield from self._idle.values()
 
     def sweep(self) -> int:
         """Drop the previous generation if `idle_ttl_s` has passed since the last turn;
         returns how many breakers went."""
-        now = self._clock()
-        if now < self._rotate_at:
-            return 0
-        before = len(self)
-        self._rotate(now)
-        return before - len(self)
+        return self._idle.turn_if_due()
 
     async def atake_token(self, key: BreakerKey, rpm: float) -> bool:
         return self._limits.take(key, rpm)
@@ -135,8 +113,7 @@ class MemoryStore:
         self._pin(breaker)
 
     def __len__(self) -> int:
-        keys = self._current.keys() | self._previous.keys() | self._pinned.keys()
-        return len(keys)
+        return len(self._idle)
 
     # -- BreakerObserver ---------------------------------------------------------------------
 
@@ -170,14 +147,11 @@ class MemoryStore:
             self.sweep()
 
     def _miss(self, tenant: TenantId, provider: ProviderName) -> CircuitBreaker:
-        now = self._clock()
-        if now >= self._rotate_at:
-            self._rotate(now)
         key = (tenant, provider)
-        breaker = self._previous.pop(key, None) or self._pinned.get(key)
+        breaker = self._idle.find(key)
         if breaker is None:
             breaker = self._new(tenant, provider, self.gate(provider))
-        self._current[key] = breaker
+            self._idle.put(key, breaker)
         return breaker
 
     def _new(
@@ -200,11 +174,6 @@ class MemoryStore:
             return
         key = (breaker.tenant, breaker.provider)
         if breaker.idle:
-            self._pinned.pop(key, None)
+            self._idle.unpin(key)
         else:
-            self._pinned[key] = breaker
-
-    def _rotate(self, now: float) -> None:
-        self._previous = self._current
-        self._current = dict(self._pinned)
-        self._rotate_at = now + self._idle_ttl_s
+            self._idle.pin(key, breaker)

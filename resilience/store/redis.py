@@ -280,21 +280,14 @@ class SharedBreaker(CircuitBreaker):
     # -- admin -------------------------------------------------------------------------------
 
     def reset(self, *, actor: str | None = None, note: str | None = None) -> bool:
-        """Schedules the shared reset (await `areset()` to know it is done)."""
-        if not self._store.online:
-            return super().reset(actor=actor, note=note)
-        self._store.spawn(self.areset(actor=actor, note=note))
-        return self._state is not _CLOSED
+        """Refused: a shared breaker changes in Redis first, so only `await areset()` can."""
+        raise TypeError("a shared breaker is reset with `await areset()`")
 
     def force_open(
         self, *, actor: str | None = None, duration_s: float | None = None, note: str | None = None
     ) -> bool:
-        """Schedules the shared open (await `aforce_open()` to know it is done)."""
-        if not self._store.online:
-            return super().force_open(actor=actor, duration_s=duration_s, note=note)
-        check_duration(duration_s)
-        self._store.spawn(self.aforce_open(actor=actor, duration_s=duration_s, note=note))
-        return self._state is not BreakerState.FORCED_OPEN
+        """Refused: a shared breaker changes in Redis first, so only `await aforce_open()` can."""
+        raise TypeError("a shared breaker is forced open with `await aforce_open()`")
 
     async def areset(self, *, actor: str | None = None, note: str | None = None) -> bool:
         detail = {"note": note} if note else {}

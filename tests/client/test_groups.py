@@ -202,7 +202,7 @@ async def test_hash_is_stable_per_tenant_and_spreads_tenants(rig: Rig) -> None:
 async def test_hash_moves_only_the_tenants_of_a_removed_member(rig: Rig) -> None:
     client = await rig.client(group(4, Strategy.HASH))
     before = {f"t{i}": (await calls(client, 1, tenant=f"t{i}"))[0] for i in range(80)}
-    client.registry.force_open("*", "m2", actor="test")  # m2 is gone for everyone
+    await client.registry.aforce_open("*", "m2", actor="test")  # m2 is gone for everyone
     after = {t: (await calls(client, 1, tenant=t))[0] for t in before}
     moved = {t for t in before if before[t] != after[t]}
     assert moved == {t for t, m in before.items() if m == "m2"}
@@ -214,7 +214,7 @@ async def test_hash_moves_only_the_tenants_of_a_removed_member(rig: Rig) -> None
 
 async def test_a_member_whose_breaker_is_open_receives_zero_calls(rig: Rig) -> None:
     client = await rig.client(group(3, Strategy.ROUND_ROBIN))
-    client.registry.force_open(TENANT, "m1", actor="test")
+    await client.registry.aforce_open(TENANT, "m1", actor="test")
     await calls(client, 300)
     assert rig.hits(3) == [150, 0, 150]
 

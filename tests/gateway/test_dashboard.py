@@ -47,7 +47,7 @@ async def test_dashboard_renders_the_grid_and_reset_works(chromium: str, tmp_pat
             registry.get("globex", "claude")
             gateway_client = app.state.gateway.client
             await gateway_client.complete(CHAT, route="chat", tenant="acme")
-            registry.force_open("acme", "primary", actor="test")
+            await registry.aforce_open("acme", "primary", actor="test")
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=chromium, args=FLAGS)
                 page = await browser.new_page()

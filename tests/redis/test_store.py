@@ -402,3 +402,18 @@ def test_the_url_shown_has_no_password() -> None:
 
 def test_shared_breakers_are_breakers() -> None:
     assert issubclass(SharedBreaker, CircuitBreaker)
+
+
+async def test_a_shared_breaker_refuses_a_sync_admin_change_that_would_stay_local(
+    redis_url: str, prefix: str
+) -> None:
+    async with fleet(redis_url, prefix, 2) as f:
+        breaker = f.breaker(0)
+        with pytest.raises(TypeError, match="aforce_open"):
+            breaker.force_open(actor="ops")
+        with pytest.raises(TypeError, match="areset"):
+            breaker.reset(actor="ops")
+        assert breaker.state is BreakerState.CLOSED
+        assert f.events() == []
+        await f.registries[0].aforce_open("t1", "p", actor="ops")  # the way that is shared
+        await until(lambda: f.breaker(1).state is BreakerState.FORCED_OPEN)

@@ -190,7 +190,7 @@ def test_open_breaker_refuses_with_the_time_left(clock: FakeClock) -> None:
     open_breaker(reg)
     clock.advance(12.0)
     with pytest.raises(CircuitOpenError) as info:
-        reg.acquire("acme", "openai")
+        reg.get("acme", "openai").acquire()
     assert info.value.retry_after_s == pytest.approx(18.0)
     assert info.value.state is OPEN
     assert (info.value.tenant, info.value.provider) == ("acme", "openai")
@@ -307,18 +307,18 @@ def test_late_success_after_reopen_does_not_close(clock: FakeClock) -> None:
 # -- admin ----------------------------------------------------------------------------------
 
 
-def test_forced_open_stays_open_past_cooldown_until_reset(
+async def test_forced_open_stays_open_past_cooldown_until_reset(
     clock: FakeClock, sink: MemorySink
 ) -> None:
     reg = make(clock, sink)
-    reg.force_open("acme", "openai", actor="ops", note="key rotation")
+    await reg.aforce_open("acme", "openai", actor="ops", note="key rotation")
     clock.advance(10_000.0)
     breaker = reg.get("acme", "openai")
     assert breaker.state is FORCED
     with pytest.raises(CircuitOpenError) as info:
         breaker.acquire()
     assert math.isinf(info.value.retry_after_s)
-    snap = reg.reset("acme", "openai", actor="ops", note="done")
+    snap = await reg.areset("acme", "openai", actor="ops", note="done")
     assert snap.state is CLOSED
     breaker.record_success(breaker.acquire())
     opened, closed = sink.events
@@ -327,9 +327,9 @@ def test_forced_open_stays_open_past_cooldown_until_reset(
     assert (closed.to_state, closed.reason, closed.actor) == (CLOSED, "admin_reset", "ops")
 
 
-def test_forced_open_with_duration_probes_when_it_ends(clock: FakeClock) -> None:
+async def test_forced_open_with_duration_probes_when_it_ends(clock: FakeClock) -> None:
     reg = make(clock)
-    snap = reg.force_open("acme", "openai", duration_s=120.0)
+    snap = await reg.aforce_open("acme", "openai", duration_s=120.0)
     assert snap.retry_at is not None
     breaker = reg.get("acme", "openai")
     clock.advance(119.0)
@@ -340,19 +340,21 @@ def test_forced_open_with_duration_probes_when_it_ends(clock: FakeClock) -> None
     assert breaker.state is CLOSED
 
 
-def test_force_open_rejects_a_bad_duration(clock: FakeClock) -> None:
+async def test_force_open_rejects_a_bad_duration(clock: FakeClock) -> None:
     reg = make(clock)
     with pytest.raises(ValueError, match="duration_s"):
-        reg.force_open("acme", "openai", duration_s=-1.0)
+        await reg.aforce_open("acme", "openai", duration_s=-1.0)
 
 
-def test_transition_to_the_current_state_emits_nothing(clock: FakeClock, sink: MemorySink) -> None:
+async def test_transition_to_the_current_state_emits_nothing(
+    clock: FakeClock, sink: MemorySink
+) -> None:
     reg = make(clock, sink)
-    reg.reset("acme", "openai")
-    reg.force_open("acme", "openai")
-    reg.force_open("acme", "openai")
-    reg.reset("acme", "openai")
-    reg.reset("acme", "openai")
+    await reg.areset("acme", "openai")
+    await reg.aforce_open("acme", "openai")
+    await reg.aforce_open("acme", "openai")
+    await reg.areset("acme", "openai")
+    await reg.areset("acme", "openai")
     assert [(e.from_state, e.to_state) for e in sink.events] == [(CLOSED, FORCED), (FORCED, CLOSED)]
 
 
@@ -404,7 +406,7 @@ def test_provider_wide_opens_after_n_distinct_tenants(clock: FakeClock, sink: Me
     succeed(reg, tenant="t9")
     open_breaker(reg, tenant="t3")
     with pytest.raises(CircuitOpenError) as info:
-        reg.acquire("t9", "openai")
+        reg.get("t9", "openai").acquire()
     assert info.value.provider_wide
     assert reg.get("t9", "openai").state is CLOSED
     gate_events = [e for e in sink.events if e.tenant_id == "*"]
@@ -423,7 +425,7 @@ def test_provider_wide_probe_closes_the_gate_for_everyone(
     breaker = reg.get("t9", "openai")
     probe = breaker.acquire()
     with pytest.raises(CircuitOpenError):
-        reg.acquire("t8", "openai")  # the gate's single probe is out
+        reg.get("t8", "openai").acquire()  # the gate's single probe is out
     breaker.record_success(probe)
     succeed(reg, tenant="t8")
     gate_reasons = [e.reason for e in sink.events if e.tenant_id == "*"]
@@ -482,7 +484,7 @@ def test_a_streak_of_provider_failures_over_enough_tenants_opens_the_gate_at_onc
     for i in range(10):
         fail(reg, tenant=f"t{i % 3}")
     with pytest.raises(CircuitOpenError) as info:
-        reg.acquire("t9", "openai")
+        reg.get("t9", "openai").acquire()
     assert info.value.provider_wide
     gate_events = [e for e in sink.events if e.tenant_id == "*"]
     assert [(e.to_state, e.reason) for e in gate_events] == [(OPEN, "provider_wide")]
@@ -512,13 +514,13 @@ def test_provider_wide_zero_disables(clock: FakeClock) -> None:
     succeed(reg, tenant="t9")
 
 
-def test_admin_can_isolate_a_provider_for_every_tenant(clock: FakeClock) -> None:
+async def test_admin_can_isolate_a_provider_for_every_tenant(clock: FakeClock) -> None:
     reg = make(clock)
-    reg.force_open("*", "openai", actor="ops")
+    await reg.aforce_open("*", "openai", actor="ops")
     with pytest.raises(CircuitOpenError) as info:
-        reg.acquire("anyone", "openai")
+        reg.get("anyone", "openai").acquire()
     assert info.value.provider_wide
-    reg.reset("*", "openai", actor="ops")
+    await reg.areset("*", "openai", actor="ops")
     succeed(reg, tenant="anyone")
 
 
@@ -620,10 +622,10 @@ def test_an_empty_store_passed_in_is_used_not_replaced(clock: FakeClock, sink: M
     assert reg.store is store
 
 
-def test_an_admin_isolation_does_not_lengthen_the_cooldown_after_it(clock: FakeClock) -> None:
+async def test_an_admin_isolation_does_not_lengthen_the_cooldown_after_it(clock: FakeClock) -> None:
     """Found by the model test: the isolation's duration once replaced the cooldown ladder."""
     reg = make(clock)
-    reg.force_open("acme", "openai", duration_s=600.0)
+    await reg.aforce_open("acme", "openai", duration_s=600.0)
     clock.advance(600.0)
     breaker = reg.get("acme", "openai")
     breaker.record_failure(breaker.acquire(), ErrorKind.OVERLOADED)

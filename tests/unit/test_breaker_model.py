@@ -224,12 +224,12 @@ class BreakerAgainstModel(RuleBasedStateMachine):
     @rule()
     def reset(self) -> None:
         self.model.reset()
-        self.registry.reset("t", "p")
+        self.breaker.reset()
 
     @rule(duration=st.sampled_from([None, 3.0]))
     def force_open(self, duration: float | None) -> None:
         self.model.force_open(duration)
-        self.registry.force_open("t", "p", duration_s=duration)
+        self.breaker.force_open(duration_s=duration)
 
     @invariant()
     def same_state_and_same_events(self) -> None:

@@ -24,24 +24,24 @@ from tests.unit.test_breaker import make, open_breaker
     [1e12, 1e308, math.inf, math.nan, -1.0, 0, MAX_DURATION_S + 0.5, 10**400, True, "600"],
     ids=lambda value: repr(value)[:20],
 )
-def test_an_open_for_longer_than_thirty_days_or_not_a_number_changes_nothing(
+async def test_an_open_for_longer_than_thirty_days_or_not_a_number_changes_nothing(
     duration: object,
 ) -> None:
     clock, sink = FakeClock(), MemorySink()
     reg = make(clock, sink)
     with pytest.raises(ValueError, match=r"^duration_s: "):
-        reg.force_open("acme", "openai", duration_s=duration)  # type: ignore[arg-type]
+        await reg.aforce_open("acme", "openai", duration_s=duration)  # type: ignore[arg-type]
     assert reg.get("acme", "openai").state is BreakerState.CLOSED
     assert sink.events == []
 
 
-def test_thirty_days_and_no_end_are_accepted() -> None:
+async def test_thirty_days_and_no_end_are_accepted() -> None:
     check_duration(None)
     check_duration(MAX_DURATION_S)
     check_duration(1e-3)
     clock = FakeClock()
     reg = make(clock)
-    snapshot = reg.force_open("acme", "openai", duration_s=MAX_DURATION_S)
+    snapshot = await reg.aforce_open("acme", "openai", duration_s=MAX_DURATION_S)
     assert snapshot.retry_at is not None
     assert (snapshot.retry_at.timestamp() - clock.wall()) == pytest.approx(MAX_DURATION_S)
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from resilience.cli import main as cli
+from resilience.client import ResilientClient
 from resilience.config import ConfigError, async_database_url, load_config, parse_config
 from resilience.routes import Target
 
@@ -61,7 +62,8 @@ def test_the_example_config_loads_with_every_section() -> None:
     assert acme.provider_keys == {"openai": "ACME_OPENAI_KEY"}
     assert config.tenants["onprem-bank"].local_only
     assert config.admin_tokens["acme-support"].tenant == "acme"
-    assert config.policy_for("anthropic").cooldown_s == 60
+    registry = ResilientClient.from_config(config, environ=ENV).registry
+    assert registry.policy_for("anthropic").cooldown_s == 60
 
 
 def test_config_path_comes_from_resilience_config() -> None:

@@ -30,7 +30,7 @@ def listed(reg: BreakerRegistry) -> set[str]:
     return {s.tenant for s in reg.circuits() if s.tenant != "*"}  # not the provider gate
 
 
-def test_listing_forgets_idle_breakers_and_keeps_open_and_forced_open_ones() -> None:
+async def test_listing_forgets_idle_breakers_and_keeps_open_and_forced_open_ones() -> None:
     clock = FakeClock()
     reg = registry(clock)
     quiet = reg.get("quiet", "openai")
@@ -38,8 +38,8 @@ def test_listing_forgets_idle_breakers_and_keeps_open_and_forced_open_ones() -> 
     broken = reg.get("broken", "openai")
     for _ in range(5):
         broken.record_failure(broken.acquire(), ErrorKind.SERVER_ERROR)
-    reg.force_open("locked", "openai")
-    reg.force_open("paused", "openai", duration_s=60.0)
+    await reg.aforce_open("locked", "openai")
+    await reg.aforce_open("paused", "openai", duration_s=60.0)
     busy = reg.get("busy", "openai")
     assert listed(reg) == {"quiet", "broken", "locked", "paused", "busy"}
     for _ in range(4):
@@ -63,7 +63,7 @@ async def test_the_background_sweep_forgets_idle_breakers_with_no_request_or_lis
     clock = FakeClock()
     reg = registry(clock, sweep_every_s=0.001)
     reg.get("quiet", "openai")
-    reg.force_open("locked", "openai")
+    await reg.aforce_open("locked", "openai")
     await reg.start()
 
     def gone() -> bool:
