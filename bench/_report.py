@@ -18,7 +18,7 @@ from pathlib import Path
 from bench._stats import plain
 
 PACKAGES = (
-    "resilience",
+    "llm-tenant-resilience",
     "openai",
     "anthropic",
     "httpx2",
