@@ -210,13 +210,19 @@ class HealthBoard:
         return len(self._pinned) + len(self._members)
 
 
+def utf8_safe(text: str) -> str:
+    """`text` itself when UTF-8 can carry it; else with lone surrogates escaped (`\\udc80`)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
 def printable(name: str) -> str:
     """`name` itself when UTF-8 takes it and it is short; else escaped (`\\udc80`) and
     shortened, a digest of the whole keeping different names apart."""
-    try:
-        name.encode()
-    except UnicodeEncodeError:
-        name = name.encode("utf-8", "backslashreplace").decode()
+    name = utf8_safe(name)
     if len(name) > MAX_LABEL:
         digest = hashlib.blake2b(name.encode(), digest_size=6).hexdigest()
         name = f"{name[: MAX_LABEL - 15]}...{digest}"

@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from resilience.audit.sink import DatabaseSink
 from resilience.client import ResilientClient
 from resilience.events import BreakerState, BreakerTransition
+from resilience.health import utf8_safe
 from resilience.resolvers import DigestMatcher
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -154,20 +155,12 @@ class _Escaped(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for metric in self._registry.collect():
-            copy = Metric(metric.name, _escape(metric.documentation), metric.type, metric.unit)
+            copy = Metric(metric.name, utf8_safe(metric.documentation), metric.type, metric.unit)
             copy.samples = [
-                s._replace(labels={k: _escape(v) for k, v in s.labels.items()})
+                s._replace(labels={k: utf8_safe(v) for k, v in s.labels.items()})
                 for s in metric.samples
             ]
             yield copy
-
-
-def _escape(text: str) -> str:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode()
-    return text
 
 
 class _Live(Collector):

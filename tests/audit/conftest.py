@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from resilience.audit.database import create_engine, migrate
 from resilience.errors import ErrorKind
 from resilience.events import BreakerState, BreakerTransition, TransitionReason
+from tests.servers import PostgresServer, postgres_server
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 T0 = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)  # a Monday
@@ -96,3 +97,10 @@ def event(
         cooldown_s=cooldown_s,
         actor=actor,
     )
+
+
+@pytest.fixture
+def server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of the test's own, to stop and start for outages."""
+    with postgres_server() as pg:
+        yield pg

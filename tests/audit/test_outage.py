@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,9 @@ from resilience.audit.schema import breaker_events
 from resilience.audit.sink import DatabaseSink
 from resilience.audit.spool import Spool
 from tests.audit.conftest import event
-from tests.servers import PostgresServer, postgres_server
+from tests.servers import PostgresServer
 
 TOTAL = 50_000
-
-
-@pytest.fixture
-def server() -> Iterator[PostgresServer]:
-    with postgres_server() as pg:
-        yield pg
 
 
 @pytest.mark.postgres

@@ -5,7 +5,6 @@ with no new event."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,7 @@ from tests.audit.test_quarantine import BAD_NOTES, bad_event
 from tests.audit.test_sink import events
 from tests.gateway.conftest import start
 from tests.redis.conftest import until
-from tests.servers import PostgresServer, postgres_server
-
-
-@pytest.fixture
-def server() -> Iterator[PostgresServer]:
-    with postgres_server() as pg:
-        yield pg
+from tests.servers import PostgresServer
 
 
 @pytest.mark.postgres

@@ -32,9 +32,9 @@ import openai
 import pytest
 
 from resilience.resolvers import hash_key
+from tests.audit.conftest import PG, _admin
 
 ROOT = Path(__file__).resolve().parents[2]
-PG = "postgresql://postgres@127.0.0.1:5432"
 HEAD = "0001"
 """The newest migration's revision: what `resilience migrate` must leave behind."""
 SKIP_IN_COPY = shutil.ignore_patterns(
@@ -127,16 +127,6 @@ def test_migrate_brings_a_fresh_sqlite_file_to_the_latest_schema(installed: Inst
         (version,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
         (rows,) = db.execute("SELECT count(*) FROM breaker_events").fetchone()
     assert (version, rows) == (HEAD, 0)
-
-
-async def _admin() -> asyncpg.Connection:
-    try:
-        return await asyncpg.connect(f"{PG}/test", timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        message = f"PostgreSQL at 127.0.0.1:5432 is unreachable: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 async def _execute(sql: str) -> None:
