@@ -21,7 +21,7 @@ import pybreaker
 from purgatory.domain.model import OpenedState
 
 from resilience import BreakerPolicy, BreakerRegistry, CircuitOpenError, ErrorKind
-from resilience.events import BreakerTransition
+from resilience.breaker.events import BreakerTransition
 
 Upstream = Callable[[], Awaitable[None]]
 THRESHOLD = 5

@@ -34,7 +34,7 @@ from resilience import (
     RetryPolicy,
     Route,
 )
-from resilience.events import BreakerState
+from resilience.breaker.events import BreakerState
 from resilience.models import EmbeddingRequest, EmbeddingResponse, Usage
 
 BUCKET_S = 1.0

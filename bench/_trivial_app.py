@@ -5,8 +5,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from resilience.resolvers import HeaderResolver
-from resilience.tenancy import TenantMiddleware
+from resilience.tenancy.middleware import TenantMiddleware
+from resilience.tenancy.resolvers import HeaderResolver
 
 
 async def hello(request: Request) -> Response:

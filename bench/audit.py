@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from resilience.audit.database import create_engine, migrate
 from resilience.audit.schema import breaker_events
 from resilience.audit.sink import DatabaseSink
-from resilience.events import BreakerState, BreakerTransition, TransitionReason
+from resilience.breaker.events import BreakerState, BreakerTransition, TransitionReason
 
 QUICK = "--quick" in sys.argv
 EMITS = 5_000 if QUICK else 50_000

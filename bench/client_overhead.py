@@ -24,7 +24,7 @@ import httpx2
 import openai
 
 from resilience.chaos import ChaosUpstream
-from resilience.client import ResilientClient
+from resilience.client.resilient import ResilientClient
 from resilience.models import ChatRequest, Message
 from resilience.providers.openai import OpenAIProvider
 

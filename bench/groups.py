@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from resilience.balancing import Balancer
-from resilience.health import HealthBoard
-from resilience.routes import Group, Strategy, Target
+from resilience.routing.health import HealthBoard
+from resilience.routing.routes import Group, Strategy, Target
+from resilience.routing.strategies import Balancer
 
 QUICK = "--quick" in sys.argv
 REPEATS = 3 if QUICK else 9

@@ -35,11 +35,11 @@ import httpx2
 import redis.asyncio as aioredis
 
 from bench._stats import headline, summary
-from resilience.breaker import ASK_STORE, CircuitBreaker, Permit
+from resilience.breaker.machine import ASK_STORE, CircuitBreaker, Permit
+from resilience.breaker.policy import BreakerPolicy
+from resilience.breaker.registry import BreakerRegistry
+from resilience.breaker.store.redis.store import RedisStore
 from resilience.errors import ErrorKind
-from resilience.policies import BreakerPolicy
-from resilience.registry import BreakerRegistry
-from resilience.store.redis import RedisStore
 
 QUICK = "--quick" in sys.argv
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 async def admit(breaker: CircuitBreaker) -> Permit:
-    """What every attempt does (resilience.attempt): the store decides when the view can't."""
+    """What every attempt does (client.attempt): the store decides when the view can't."""
     permit = breaker.acquire()
     if permit is ASK_STORE:
         permit = await breaker.admit()
@@ -190,11 +190,11 @@ targets = ["primary:gpt-4.1"]
 
 async def worker(config_path: str, callers: int) -> None:
     """One process: build the client, say ready, wait for "go", call until refused."""
-    from resilience.client import ResilientClient
-    from resilience.config import load_config
-    from resilience.exceptions import AllTargetsFailed
+    from resilience.client.outcomes import OutcomeStatus
+    from resilience.client.resilient import ResilientClient
+    from resilience.config.load import load_config
+    from resilience.errors import AllTargetsFailed
     from resilience.models import ChatRequest, Message
-    from resilience.outcomes import OutcomeStatus
 
     client = ResilientClient.from_config(load_config(config_path))
     await client.start()

@@ -2,7 +2,7 @@
 
 Usage: python bench/soak.py [--quick]
 
-The long form of `tests/hardening/test_load.py` (same harness, `tests/hardening/load.py`):
+The long form of `tests/hardening/test_load.py` (same harness, `tests/support/load.py`):
 500 concurrent clients (half streaming) for 60 s against the chaos upstream with 30% of
 upstream requests faulted, spread over all 15 fault kinds; the audit database is a
 PostgreSQL cluster of the run's own, stopped for 30 s a third of the way in, and breakers are
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.hardening.load import LoadPlan, LoadReport, run_load
+from tests.support.load import LoadPlan, LoadReport, run_load
 
 QUICK = "--quick" in sys.argv
 LOAD = (

@@ -1,29 +1,34 @@
 """Per-tenant resilience for LLM calls: breakers, retries and fallback chains."""
 
-from resilience.breaker import BreakerSnapshot, CircuitBreaker, Permit
-from resilience.client import ResilientClient, TenantPolicy
-from resilience.config import ConfigError, load_config
+from resilience.breaker.events import AuditSink, BreakerState, BreakerTransition, TransitionReason
+from resilience.breaker.machine import BreakerSnapshot, CircuitBreaker, Permit
+from resilience.breaker.policy import BreakerPolicy
+from resilience.breaker.registry import BreakerRegistry
+from resilience.classify import classify, parse_retry_after
+from resilience.client.outcomes import OutcomeStatus, Result, TargetOutcome
+from resilience.client.resilient import ResilientClient, TenantPolicy
+from resilience.client.streaming import ResilientStream
+from resilience.config.load import load_config
+from resilience.config.schema import ConfigError
 from resilience.deadline import Deadline
-from resilience.errors import Classification, ErrorKind, classify, parse_retry_after
-from resilience.events import AuditSink, BreakerState, BreakerTransition, TransitionReason
-from resilience.exceptions import (
+from resilience.errors import (
     AllTargetsFailed,
     CircuitOpenError,
+    Classification,
+    ErrorKind,
     InvalidRequestError,
     NoTenantError,
     ProviderError,
     ResilienceError,
     UnknownRouteError,
 )
-from resilience.health import HealthBoard, HealthSnapshot
 from resilience.models import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, Message
-from resilience.outcomes import OutcomeStatus, Result, TargetOutcome
-from resilience.policies import BreakerPolicy, RetryPolicy
-from resilience.registry import BreakerRegistry
-from resilience.resolvers import ApiKeyResolver, HeaderResolver
-from resilience.routes import Group, Route, Strategy, Target
-from resilience.streaming import ResilientStream
-from resilience.tenancy import TenantMiddleware, current_tenant, tenant_scope
+from resilience.retry import RetryPolicy
+from resilience.routing.health import HealthBoard, HealthSnapshot
+from resilience.routing.routes import Group, Route, Strategy, Target
+from resilience.tenancy.context import current_tenant, tenant_scope
+from resilience.tenancy.middleware import TenantMiddleware
+from resilience.tenancy.resolvers import ApiKeyResolver, HeaderResolver
 
 __all__ = [
     "AllTargetsFailed",

@@ -27,18 +27,19 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import tenacity
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from resilience.breaker.policy import check_positive
+from resilience.breaker.window import SlidingCount
 from resilience.deadline import Deadline
-from resilience.exceptions import ProviderError
+from resilience.errors import ProviderError
 from resilience.idle import IdleMap
-from resilience.policies import RetryPolicy
 from resilience.types import BreakerKey, Clock, Sleep
-from resilience.window import SlidingCount
 
 __all__ = [
     "OnRetry",
@@ -55,6 +56,30 @@ T = TypeVar("T")
 
 OnRetry = Callable[[int, ProviderError, float], None]
 """`on_retry(failed_attempt, error, wait_s)`: called just before each wait between attempts."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How often and how patiently one target is retried, and the whole request's deadline."""
+
+    max_attempts: int = 3
+    base_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+    max_retry_after_s: float = 30.0
+    budget_ratio: float = 0.2
+    budget_min_retries: int = 10
+    budget_window_s: float = 60.0
+    deadline_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        check_positive(self, "max_attempts", "deadline_s", "budget_window_s")
+        check_positive(self, "base_delay_s", "max_delay_s", "max_retry_after_s", allow_zero=True)
+        check_positive(self, "budget_ratio", "budget_min_retries", allow_zero=True)
+        if self.max_delay_s < self.base_delay_s:
+            raise ValueError(
+                f"max_delay_s: must be >= base_delay_s ({self.base_delay_s!r}), "
+                f"got {self.max_delay_s!r}"
+            )
 
 
 def full_jitter(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:

@@ -176,9 +176,62 @@ def test_the_package_has_no_import_cycle() -> None:
     graph = import_graph(modules(PACKAGE))
     # the walk sees the package: a broken walker finding nothing would pass vacuously
     assert len(graph) > 30
-    assert {"resilience.errors", "resilience.registry"} <= graph["resilience.client"]
+    assert {"resilience.errors", "resilience.breaker.registry"} <= graph[
+        "resilience.client.resilient"
+    ]
     found = cycles(graph)
     assert found == [], "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
+
+
+LAYERS = (
+    "types",
+    "errors",
+    "models",
+    "extras",
+    "idle",
+    "deadline",
+    "classify",
+    "tenancy",
+    "routing",
+    "breaker",
+    "retry",
+    "providers",
+    "audit",
+    "config",
+    "client",
+    "serving",
+    "chaos",
+    "gateway",
+    "cli",
+    "",  # resilience/__init__.py: the public names
+)
+"""The package's top-level parts in layer order, as docs/architecture.md ("Parts") lists them."""
+
+
+def _part(module: str) -> str:
+    return module.split(".")[1] if "." in module else ""
+
+
+def layer_violations(graph: Graph) -> list[str]:
+    """Imports from a part to a part listed after it (within a part, any order goes)."""
+    rank = {part: i for i, part in enumerate(LAYERS)}
+    return sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if rank[_part(target)] > rank[_part(module)]
+    )
+
+
+def test_every_part_imports_only_the_parts_above_it() -> None:
+    graph = import_graph(modules(PACKAGE))
+    assert {_part(m) for m in graph} == set(LAYERS), "a part is missing from LAYERS"
+    assert layer_violations(graph) == []
+
+
+def test_the_layer_check_sees_an_upward_import() -> None:
+    graph = {"resilience.breaker.machine": {"resilience.client.resilient"}}
+    assert layer_violations(graph) == ["resilience.breaker.machine -> resilience.client.resilient"]
 
 
 def test_the_library_never_imports_app() -> None:

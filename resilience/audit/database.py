@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from resilience.config import async_database_url
 from resilience.extras import missing
 
 if TYPE_CHECKING:
@@ -28,6 +27,20 @@ if TYPE_CHECKING:
 ALEMBIC_INI = "alembic.ini"
 """Installed with the package beside `migrations/` (package data, found through
 importlib.resources), so `resilience migrate` works from a wheel as from a checkout."""
+
+
+def async_database_url(url: str | None) -> str | None:
+    """`postgresql://` / `postgres://` (as users have it) -> asyncpg; `sqlite://` ->
+    aiosqlite; an explicit driver (`postgresql+asyncpg://`, ...) is kept as written."""
+    if not url:
+        return None
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    mapped = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+    mapped["sqlite"] = "sqlite+aiosqlite"
+    driver = mapped.get(scheme.lower())
+    return f"{driver}://{rest}" if driver else url
 
 
 def default_sqlite_path(environ: Mapping[str, str] = os.environ) -> Path:

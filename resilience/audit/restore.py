@@ -34,8 +34,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from resilience.audit.schema import breaker_events
-from resilience.events import BreakerState, BreakerTransition, TransitionReason
-from resilience.registry import BreakerRegistry
+from resilience.breaker.events import BreakerState, BreakerTransition, TransitionReason
+from resilience.breaker.registry import BreakerRegistry
 from resilience.types import BreakerKey, Clock
 
 logger = logging.getLogger("resilience.audit")

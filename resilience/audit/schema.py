@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from resilience.events import BreakerTransition
+from resilience.breaker.events import BreakerTransition
 
 metadata = MetaData()
 

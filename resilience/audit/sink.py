@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from resilience.audit.errors import describe, rejects_rows
 from resilience.audit.schema import breaker_events, event_params, to_params, to_row
 from resilience.audit.spool import Spool
-from resilience.events import BreakerTransition
+from resilience.breaker.events import BreakerTransition
 from resilience.types import Sleep
 
 logger = logging.getLogger("resilience.audit")

@@ -22,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from resilience.audit.queries import MAX_PAGE, BadCursor, list_events, provider_summary
-from resilience.breaker import BreakerSnapshot, check_duration
-from resilience.client import ResilientClient
-from resilience.config import AdminToken
-from resilience.config_checks import NAME as PROVIDER_NAME
-from resilience.events import BreakerState
+from resilience.breaker.events import BreakerState
+from resilience.breaker.machine import BreakerSnapshot, check_duration
+from resilience.client.resilient import ResilientClient
+from resilience.config.checks import NAME as PROVIDER_NAME
+from resilience.config.schema import AdminToken
 from resilience.gateway.admin_input import (
     BadInput,
     only_fields,
@@ -35,9 +35,9 @@ from resilience.gateway.admin_input import (
     shown,
     text_field,
 )
-from resilience.resolvers import TENANT_ID, DigestMatcher
+from resilience.gateway.wire import openai_error
+from resilience.tenancy.resolvers import TENANT_ID, DigestMatcher
 from resilience.types import PROVIDER_WIDE, Clock
-from resilience.wire import openai_error
 
 _QUERIES = {
     "circuits": ("tenant", "provider", "state"),

@@ -19,21 +19,19 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from resilience.client import ResilientClient
-from resilience.errors import ErrorKind
-from resilience.exceptions import (
+from resilience.client.outcomes import Result
+from resilience.client.resilient import ResilientClient
+from resilience.client.streaming import ResilientStream
+from resilience.errors import (
     AllTargetsFailed,
     CircuitOpenError,
+    ErrorKind,
     InvalidRequestError,
     ProviderError,
     UnknownRouteError,
 )
 from resilience.gateway.metrics import GatewayMetrics
-from resilience.models import ChatRequest, json_problem
-from resilience.outcomes import Result
-from resilience.streaming import ResilientStream
-from resilience.tenancy import current_tenant_or_none
-from resilience.wire import (
+from resilience.gateway.wire import (
     AnthropicStreamWriter,
     OpenAIStreamWriter,
     WireError,
@@ -45,6 +43,8 @@ from resilience.wire import (
     embedding_response_to_openai,
     openai_error,
 )
+from resilience.models import ChatRequest, json_problem
+from resilience.tenancy.context import current_tenant_or_none
 
 Writer = OpenAIStreamWriter | AnthropicStreamWriter
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from resilience.wire import openai_error
+from resilience.gateway.wire import openai_error
 
 DEFAULT_BODY_READ_TIMEOUT_S = 10.0
 

@@ -36,11 +36,11 @@ from sqlalchemy import text
 
 from resilience.audit.readme import readme_queries
 from resilience.chaos import ChaosUpstream, Fault
-from resilience.config import parse_config
+from resilience.config.load import parse_config
 from resilience.gateway.factory import Gateway, create_app
 from resilience.gateway.settings import Settings
-from resilience.resolvers import hash_key
 from resilience.serving import serve_asgi
+from resilience.tenancy.resolvers import hash_key
 
 TENANTS = [f"tenant-{i:02d}" for i in range(1, 11)] + ["globex", "initech"]
 ADMIN_TOKEN = "demo-admin-token"

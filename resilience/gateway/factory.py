@@ -26,8 +26,8 @@ from starlette.routing import Route
 from resilience.audit.database import create_engine, migrate
 from resilience.audit.restore import restore_breakers
 from resilience.audit.sink import DatabaseSink
-from resilience.client import ResilientClient
-from resilience.events import AuditSink
+from resilience.breaker.events import AuditSink
+from resilience.client.resilient import ResilientClient
 from resilience.gateway.admin import AdminEndpoints, unauthenticated
 from resilience.gateway.admin_guard import AdminGuard
 from resilience.gateway.api import ModelEndpoints
@@ -35,8 +35,8 @@ from resilience.gateway.body_timeout import BodyReadTimeoutMiddleware
 from resilience.gateway.metrics import GatewayMetrics
 from resilience.gateway.openapi import openapi
 from resilience.gateway.settings import Settings
-from resilience.resolvers import ApiKeyResolver, HeaderResolver
-from resilience.tenancy import TenantMiddleware
+from resilience.tenancy.middleware import TenantMiddleware
+from resilience.tenancy.resolvers import ApiKeyResolver, HeaderResolver
 
 logger = logging.getLogger("resilience.gateway")
 

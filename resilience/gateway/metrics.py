@@ -38,10 +38,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from resilience.audit.sink import DatabaseSink
-from resilience.client import ResilientClient
-from resilience.events import BreakerState, BreakerTransition
-from resilience.health import utf8_safe
-from resilience.resolvers import DigestMatcher
+from resilience.breaker.events import BreakerState, BreakerTransition
+from resilience.client.resilient import ResilientClient
+from resilience.routing.health import utf8_safe
+from resilience.tenancy.resolvers import DigestMatcher
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OTHER_TENANTS = "_other"

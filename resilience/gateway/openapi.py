@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from resilience.breaker import MAX_DURATION_S
+from resilience.breaker.machine import MAX_DURATION_S
 
 _ERROR = {
     "type": "object",

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resilience.audit.database import database_url, default_sqlite_path
-from resilience.config import Config, load_config
+from resilience.config.load import load_config
+from resilience.config.schema import Config
 from resilience.gateway.body_timeout import DEFAULT_BODY_READ_TIMEOUT_S
 from resilience.types import Clock
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import anthropic
 
-from resilience.exceptions import StreamTruncatedError
+from resilience.errors import StreamTruncatedError
 from resilience.models import (
     JSON,
     ChatChunk,

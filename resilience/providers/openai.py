@@ -9,7 +9,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletionMessage
 
-from resilience.exceptions import StreamTruncatedError
+from resilience.errors import StreamTruncatedError
 from resilience.models import (
     JSON,
     ChatChunk,

@@ -14,9 +14,9 @@ from resilience.audit.database import create_engine, downgrade, migrate
 from resilience.audit.queries import BadCursor, list_events, open_periods, provider_summary
 from resilience.audit.schema import breaker_events, event_params, to_params, to_row
 from resilience.audit.sink import DatabaseSink
+from resilience.breaker.events import BreakerTransition
 from resilience.errors import ErrorKind
-from resilience.events import BreakerTransition
-from tests.audit.conftest import T0, event
+from tests.support.audit import T0, event
 
 SCRIPT = [  # open, half-open, open again, close; then a second period still open
     event(

@@ -12,8 +12,8 @@ from resilience.audit.database import create_engine, migrate
 from resilience.audit.schema import breaker_events
 from resilience.audit.sink import DatabaseSink
 from resilience.audit.spool import Spool
-from tests.audit.conftest import event
-from tests.servers import PostgresServer
+from tests.support.audit import event
+from tests.support.servers import PostgresServer
 
 TOTAL = 50_000
 

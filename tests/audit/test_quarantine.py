@@ -17,10 +17,10 @@ from resilience.audit.errors import rejects_rows
 from resilience.audit.schema import breaker_events, to_row
 from resilience.audit.sink import DatabaseSink
 from resilience.audit.spool import Spool
-from resilience.events import BreakerTransition
-from tests.audit.conftest import event
+from resilience.breaker.events import BreakerTransition
 from tests.audit.test_sink import DEAD, Sleeps, events, rows
-from tests.redis.conftest import until
+from tests.support.audit import event
+from tests.support.servers import until
 
 BAD_NOTES = {
     "lone_surrogate_in_reason": "isolated: \ud800 bad",

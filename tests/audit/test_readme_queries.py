@@ -12,8 +12,8 @@ from sqlalchemy import text
 from resilience.audit.database import create_engine, migrate
 from resilience.audit.readme import README, readme_queries
 from resilience.audit.sink import DatabaseSink
+from resilience.breaker.events import BreakerState, BreakerTransition, TransitionReason
 from resilience.errors import ErrorKind
-from resilience.events import BreakerState, BreakerTransition, TransitionReason
 
 
 def ev(

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from resilience.config import async_database_url
+from resilience.audit.database import async_database_url
 from tests.audit.test_quarantine import BAD_NOTES, bad_event
 from tests.audit.test_sink import events
-from tests.gateway.conftest import start
-from tests.redis.conftest import until
-from tests.servers import PostgresServer
+from tests.support.gateway import start
+from tests.support.servers import PostgresServer, until
 
 
 @pytest.mark.postgres

@@ -12,11 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from resilience.audit.restore import restore_breakers
 from resilience.audit.sink import DatabaseSink
-from resilience.events import BreakerState, BreakerTransition, MemorySink, TransitionReason
-from resilience.policies import BreakerPolicy
-from resilience.registry import BreakerRegistry
-from tests.audit.conftest import T0, event
-from tests.redis.conftest import prefix, redis_url  # noqa: F401 - fixtures
+from resilience.breaker.events import BreakerState, BreakerTransition, MemorySink, TransitionReason
+from resilience.breaker.policy import BreakerPolicy
+from resilience.breaker.registry import BreakerRegistry
+from tests.support.audit import T0, event
 
 NOW = T0 + timedelta(hours=2)
 MONOTONIC = 5_000.0
@@ -142,8 +141,8 @@ async def test_a_closing_event_sorts_after_the_event_it_closes(
 async def test_with_redis_nothing_held_is_reopened_and_only_what_redis_lost_is_closed(
     engine: AsyncEngine,
     tmp_path: Path,
-    redis_url: str,  # noqa: F811 - the fixture
-    prefix: str,  # noqa: F811 - the fixture
+    redis_url: str,
+    prefix: str,
 ) -> None:
     policy = BreakerPolicy()
     first = MemorySink()

@@ -13,8 +13,8 @@ from resilience.audit.database import create_engine
 from resilience.audit.schema import breaker_events
 from resilience.audit.sink import DatabaseSink
 from resilience.audit.spool import Spool
-from resilience.events import BreakerTransition
-from tests.audit.conftest import event
+from resilience.breaker.events import BreakerTransition
+from tests.support.audit import event
 
 DEAD = "postgresql://postgres@127.0.0.1:1/nothing"  # nothing listens on port 1
 

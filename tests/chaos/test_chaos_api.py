@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from resilience.chaos import ChaosUpstream, Fault
-from tests.chaos.conftest import ANSWER, ANSWER_WORDS, MESSAGES, PROMPT, Upstream
+from tests.support.chaos import ANSWER, ANSWER_WORDS, MESSAGES, PROMPT, Upstream
 
 # -- healthy answers ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from resilience.chaos import ChaosUpstream, Fault, Hit
-from tests.chaos.conftest import ANSWER, MESSAGES, Upstream
+from tests.support.chaos import ANSWER, MESSAGES, Upstream
 
 
 async def chat_status(up: Upstream, upstream: str = "u", key: str = "k", model: str = "m") -> int:

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from resilience.chaos import Fault
-from tests.chaos.conftest import ANSWER_WORDS, MESSAGES, Upstream
+from tests.support.chaos import ANSWER_WORDS, MESSAGES, Upstream
 
 Events = list[Any]
 

@@ -6,15 +6,14 @@ import time
 
 import pytest
 
+from resilience.breaker.events import BreakerState
 from resilience.chaos import Fault
-from resilience.client import TenantPolicy
-from resilience.errors import ErrorKind
-from resilience.events import BreakerState
-from resilience.exceptions import AllTargetsFailed, ProviderError, UnknownRouteError
+from resilience.client.outcomes import OutcomeStatus
+from resilience.client.resilient import TenantPolicy
+from resilience.errors import AllTargetsFailed, ErrorKind, ProviderError, UnknownRouteError
 from resilience.models import EmbeddingRequest
-from resilience.outcomes import OutcomeStatus
-from resilience.policies import RetryPolicy
-from tests.client.conftest import CHAT, Harness, route
+from resilience.retry import RetryPolicy
+from tests.support.client import CHAT, Harness, route
 
 TENANT = "acme"
 
@@ -61,7 +60,7 @@ async def test_embeddings_use_only_targets_that_can_embed(harness: Harness) -> N
 
 
 async def test_tenant_comes_from_the_context_when_not_given(harness: Harness) -> None:
-    from resilience.tenancy import tenant_scope
+    from resilience.tenancy.context import tenant_scope
 
     client = await harness.client()
     with tenant_scope("ctx-tenant"):

@@ -21,21 +21,22 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from resilience.balancing import EXPLORE_EVERY
+from resilience.breaker.events import BreakerState
+from resilience.breaker.policy import BreakerPolicy
+from resilience.breaker.registry import BreakerRegistry
 from resilience.chaos import ChaosUpstream, Fault
-from resilience.client import ResilientClient, TenantPolicy
+from resilience.client.outcomes import OutcomeStatus
+from resilience.client.resilient import ResilientClient, TenantPolicy
 from resilience.errors import ErrorKind
-from resilience.events import BreakerState
-from resilience.outcomes import OutcomeStatus
-from resilience.policies import BreakerPolicy, RetryPolicy
 from resilience.providers.anthropic import AnthropicProvider
 from resilience.providers.base import Provider
 from resilience.providers.openai import OpenAIProvider
-from resilience.registry import BreakerRegistry
-from resilience.routes import Group, Route, Strategy
+from resilience.retry import RetryPolicy
+from resilience.routing.routes import Group, Route, Strategy
+from resilience.routing.strategies import EXPLORE_EVERY
 from resilience.types import Sleep
-from tests.client.conftest import CHAT
-from tests.fakes import FakeClock
+from tests.support.client import CHAT
+from tests.support.clock import FakeClock
 
 TENANT = "acme"
 
@@ -332,7 +333,7 @@ async def test_a_tenants_own_rpm_limits_only_that_tenant(rig: Rig) -> None:
 
 
 async def test_all_members_rate_limited_fails_with_the_wait_until_a_token(rig: Rig) -> None:
-    from resilience.exceptions import AllTargetsFailed
+    from resilience.errors import AllTargetsFailed
 
     client = await rig.client(group(2, Strategy.PRIORITY), rpm={"m0": 1, "m1": 1})
     await calls(client, 2)

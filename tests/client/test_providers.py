@@ -10,9 +10,9 @@ import openai
 import pytest
 
 from resilience.chaos import ChaosUpstream, Fault
-from resilience.client import ResilientClient
-from resilience.config import parse_config
-from resilience.exceptions import StreamTruncatedError
+from resilience.client.resilient import ResilientClient
+from resilience.config.load import parse_config
+from resilience.errors import StreamTruncatedError
 from resilience.models import ChatRequest, EmbeddingRequest, Message
 from resilience.providers.anthropic import AnthropicProvider
 from resilience.providers.anthropic import to_params as anthropic_params

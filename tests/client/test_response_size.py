@@ -8,10 +8,11 @@ import openai
 import pytest
 
 from resilience.chaos import Fault
-from resilience.errors import ErrorKind, ResponseTooLarge, classify
-from resilience.outcomes import OutcomeStatus
+from resilience.classify import classify
+from resilience.client.outcomes import OutcomeStatus
+from resilience.errors import ErrorKind, ResponseTooLarge
 from resilience.providers.limits import cap_response_size
-from tests.client.conftest import CHAT, Harness, route
+from tests.support.client import CHAT, Harness, route
 
 TENANT = "acme"
 LIMIT = 256 * 1024

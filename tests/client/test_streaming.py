@@ -6,15 +6,14 @@ import asyncio
 
 import pytest
 
-from resilience.breaker import CircuitBreaker
+from resilience.breaker.events import BreakerState
+from resilience.breaker.machine import CircuitBreaker
 from resilience.chaos import Fault
-from resilience.errors import ErrorKind
-from resilience.events import BreakerState
-from resilience.exceptions import ProviderError
+from resilience.client.outcomes import OutcomeStatus
+from resilience.client.streaming import ResilientStream
+from resilience.errors import ErrorKind, ProviderError
 from resilience.models import ChatChunk
-from resilience.outcomes import OutcomeStatus
-from resilience.streaming import ResilientStream
-from tests.client.conftest import CHAT, Harness, route
+from tests.support.client import CHAT, Harness, route
 
 TENANT = "acme"
 PROVIDERS = [("primary:gpt-4.1", "fallback:claude-x"), ("fallback:claude-x", "primary:gpt-4.1")]

@@ -12,8 +12,8 @@ from playwright.async_api import async_playwright
 from resilience.chaos import ChaosUpstream
 from resilience.gateway.factory import create_app
 from resilience.serving import serve_asgi
-from tests.client.conftest import CHAT
-from tests.gateway.conftest import ADMIN, settings_for
+from tests.support.client import CHAT
+from tests.support.gateway import ADMIN, settings_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [

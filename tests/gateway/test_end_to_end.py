@@ -10,10 +10,10 @@ import openai
 import pytest
 
 from resilience.chaos import ChaosUpstream, Fault
-from resilience.cli import main as cli
+from resilience.cli.main import main as cli
 from resilience.gateway.factory import Gateway, create_app
 from resilience.serving import serve_asgi
-from tests.gateway.conftest import ADMIN, KEYS, settings_for
+from tests.support.gateway import ADMIN, KEYS, settings_for
 
 
 async def test_gateway_under_uvicorn_answers_streams_and_cancels_on_disconnect(

@@ -10,7 +10,7 @@ from openai.types.chat import ChatCompletionUserMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from resilience.chaos import Fault
-from tests.gateway.conftest import KEYS, Running
+from tests.support.gateway import KEYS, Running
 
 
 def openai_client(running: Running, tenant: str = "acme") -> openai.AsyncOpenAI:

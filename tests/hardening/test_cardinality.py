@@ -16,14 +16,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from resilience.chaos import ChaosUpstream, Fault
-from resilience.config import ConfigError, parse_config
+from resilience.config.load import parse_config
+from resilience.config.schema import ConfigError
 from resilience.gateway.factory import Gateway, create_app
-from resilience.health import MAX_TARGETS
-from resilience.resolvers import hash_key
-from resilience.routes import Target
+from resilience.routing.health import MAX_TARGETS
+from resilience.routing.routes import Target
 from resilience.serving import serve_asgi
-from tests.fakes import FakeClock
-from tests.gateway.conftest import ADMIN, settings_for
+from resilience.tenancy.resolvers import hash_key
+from tests.support.clock import FakeClock
+from tests.support.gateway import ADMIN, settings_for
 
 MAX_TENANTS = 40
 METRICS_TOKEN = "metrics-scraper-token"

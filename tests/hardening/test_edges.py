@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.hardening.load import LoadPlan, Process, Run, wait_up
-from tests.redis.conftest import until
+from tests.support.load import LoadPlan, Process, Run, wait_up
+from tests.support.servers import until
 
 REQUEST = b'{"model": "chat", "messages": [{"role": "user", "content": "hi"}]}'
 

@@ -32,14 +32,13 @@ from starlette.testclient import TestClient
 
 from resilience import cli
 from resilience.audit.queries import provider_summary
-from resilience.breaker import MAX_DURATION_S
+from resilience.breaker.machine import MAX_DURATION_S
 from resilience.chaos import ChaosUpstream
 from resilience.gateway.factory import create_app
 from resilience.serving import serve_asgi
-from tests.audit.conftest import T0, db_url, engine, event  # noqa: F401 (fixtures)
 from tests.audit.test_audit_db import write
-from tests.gateway.conftest import ADMIN, KEYS, settings_for
-from tests.redis.conftest import prefix, redis_url  # noqa: F401 (fixtures)
+from tests.support.audit import T0, event
+from tests.support.gateway import ADMIN, KEYS, settings_for
 
 OPS = {"authorization": f"Bearer {ADMIN['ops']}"}
 SCOPED = {"authorization": f"Bearer {ADMIN['acme-support']}"}
@@ -199,8 +198,8 @@ async def test_thirty_days_is_the_longest_open_and_its_retry_time_is_representab
 @pytest.mark.redis
 async def test_with_redis_a_refused_duration_leaves_no_key_and_thirty_days_a_bounded_ttl(
     tmp_path: Path,
-    redis_url: str,  # noqa: F811
-    prefix: str,  # noqa: F811
+    redis_url: str,
+    prefix: str,
 ) -> None:
     shared = redis.Redis.from_url(redis_url)
     breaker_key = f"{prefix}:b:claude:acme"
@@ -444,7 +443,7 @@ async def test_summary_over_a_decade_counts_an_open_period_up_to_now_only(
 
 
 async def test_provider_summary_clips_a_period_still_open_to_the_given_now(
-    engine: AsyncEngine,  # noqa: F811
+    engine: AsyncEngine,
     tmp_path: Path,
 ) -> None:
     await write(engine, tmp_path, [event("acme", "openai", "closed", "open", "threshold", 2)])

@@ -11,10 +11,10 @@ import httpx2
 import pytest
 
 from resilience.chaos import ChaosUpstream, Fault
-from resilience.config import parse_config
+from resilience.config.load import parse_config
 from resilience.gateway.factory import create_app
-from resilience.resolvers import hash_key
-from tests.gateway.conftest import ADMIN, KEYS, settings_for
+from resilience.tenancy.resolvers import hash_key
+from tests.support.gateway import ADMIN, KEYS, settings_for
 
 UPSTREAM_SECRET = "sk-upstream-SECRET-0123456789"
 TENANT_SECRET = "tenant-own-SECRET-9876543210"

@@ -24,19 +24,18 @@ import httpx2
 import pytest
 
 from resilience.chaos import ChaosUpstream
-from resilience.client import ResilientClient
-from resilience.config import parse_config
-from resilience.errors import ErrorKind
-from resilience.exceptions import InvalidRequestError, ProviderError
+from resilience.client.resilient import ResilientClient
+from resilience.config.load import parse_config
+from resilience.errors import ErrorKind, InvalidRequestError, ProviderError
 from resilience.gateway.api import failure_response
 from resilience.gateway.factory import create_app
-from resilience.health import HealthSnapshot
 from resilience.models import ChatRequest, EmbeddingRequest, Message
 from resilience.providers import build_provider
-from resilience.resolvers import hash_key
-from resilience.routes import Route
+from resilience.routing.health import HealthSnapshot
+from resilience.routing.routes import Route
 from resilience.serving import serve_asgi
-from tests.gateway.conftest import ADMIN, settings_for
+from resilience.tenancy.resolvers import hash_key
+from tests.support.gateway import ADMIN, settings_for
 
 HOSTILE_TENANTS = ("t1", "t2", "t3")
 INNOCENT = "innocent"

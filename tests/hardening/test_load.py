@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening.load import FAULTS, GRACE_S, LoadPlan, LoadReport, run_load
+from tests.support.load import FAULTS, GRACE_S, LoadPlan, LoadReport, run_load
 
 
 def assert_clean(report: LoadReport) -> None:

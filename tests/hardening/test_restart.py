@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import text
 
 from resilience.audit.database import create_engine
-from tests.hardening.load import LoadPlan, Process, Run
+from tests.support.load import LoadPlan, Process, Run
 
 ADMIN = {"authorization": "Bearer load-admin"}
 ISOLATED = ("t9", "primary")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening.load import LOG_ALARMS, LoadPlan, Run
+from tests.support.load import LOG_ALARMS, LoadPlan, Run
 
 ST = Path(sys.executable).parent / "schemathesis"
 RUNS = {

@@ -31,8 +31,8 @@ import httpx
 import openai
 import pytest
 
-from resilience.resolvers import hash_key
-from tests.audit.conftest import PG, _admin
+from resilience.tenancy.resolvers import hash_key
+from tests.support.servers import PG, _admin
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = "0001"

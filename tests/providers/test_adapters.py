@@ -14,12 +14,12 @@ import openai
 import pytest
 
 from resilience.chaos import ChaosUpstream, Fault
-from resilience.exceptions import StreamTruncatedError
+from resilience.errors import StreamTruncatedError
 from resilience.models import ChatChunk, ChatRequest, EmbeddingRequest, Message, Usage
 from resilience.providers import Provider, build_provider
 from resilience.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicProvider
 from resilience.providers.openai import OpenAIProvider
-from tests.providers.conftest import KINDS, Kind, Sent, Upstream, recording_client
+from tests.support.providers import KINDS, Kind, Sent, Upstream, recording_client
 
 HELLO = ChatRequest(messages=(Message(role="user", content="hello world"),))
 ANSWER = "ok: hello world (answered by chaos)"

@@ -13,19 +13,18 @@ from dataclasses import replace
 import httpx2
 import pytest
 
-from resilience.attempt import attempt
+from resilience.breaker.events import BreakerState
+from resilience.breaker.policy import BreakerPolicy
+from resilience.breaker.registry import BreakerRegistry
+from resilience.client.attempt import attempt
 from resilience.deadline import Deadline
-from resilience.errors import ErrorKind
-from resilience.events import BreakerState
-from resilience.exceptions import ProviderError
+from resilience.errors import ErrorKind, ProviderError
 from resilience.models import ChatRequest, EmbeddingRequest, Message
-from resilience.policies import BreakerPolicy
 from resilience.providers.anthropic import AnthropicProvider
 from resilience.providers.openai import OpenAIProvider
 from resilience.providers.sending import dispatch, track_sending, watch
-from resilience.registry import BreakerRegistry
-from tests.fakes import FakeClock
-from tests.providers.conftest import KINDS, Kind, Upstream
+from tests.support.clock import FakeClock
+from tests.support.providers import KINDS, Kind, Upstream
 
 HI = ChatRequest(messages=(Message("user", "hi"),))
 UNSENDABLE = {

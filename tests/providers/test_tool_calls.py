@@ -12,15 +12,15 @@ from typing import Any
 import anthropic
 import pytest
 
-from resilience.models import ChatChunk, ChatRequest, Message, ToolCallDelta, Usage
-from resilience.providers.anthropic import to_params as anthropic_params
-from resilience.providers.openai import to_params as openai_params
-from resilience.wire import (
+from resilience.gateway.wire import (
     AnthropicStreamWriter,
     chat_request_from_anthropic,
     chat_request_from_openai,
 )
-from tests.providers.conftest import Kind, canned, json_answer, sse_answer
+from resilience.models import ChatChunk, ChatRequest, Message, ToolCallDelta, Usage
+from resilience.providers.anthropic import to_params as anthropic_params
+from resilience.providers.openai import to_params as openai_params
+from tests.support.providers import Kind, canned, json_answer, sse_answer
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}}
 ASK = ChatRequest(messages=(Message(role="user", content="weather in Paris?"),))

@@ -1,0 +1,5 @@
+"""The `resilience` command: serve, migrate, chaos, demo and the admin subcommands."""
+
+from resilience.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,780 @@
+"""`ResilientClient`: walk a route's steps with breakers, retries and fallback.
+
+Each step of the route is a target or a group of equivalent targets, whose strategy
+(`resilience.routing.strategies`) orders its members for this call. For each target of a step:
+
+- skipped without a call when the tenant is `local_only` and the provider is
+  in the cloud, when an embedding call meets a provider that cannot embed, when
+  the tenant's or the provider's requests-per-minute bucket is empty, or when
+  the (tenant, provider) breaker or the provider-wide one refuses;
+- otherwise called, each attempt one call on the breaker, recorded in the
+  target's health (latency, errors, in flight) and, with OpenTelemetry, a span;
+- a failure whose kind allows fallback moves on to the step's next member, then
+  the route's next step; one that does not (the caller's own error, a content
+  filter) is raised at once. Retryable failures are retried through the retry
+  policy (jittered backoff, Retry-After, per-pair budget) once every member of
+  the step has had its turn (see `_try_step`).
+
+A rate-limited target is left at once for the next one. When no later target
+answers, the client waits out the shortest Retry-After (when it fits
+`max_retry_after_s` and the deadline) and tries that target once more, as the
+breaker's half-open probe. One deadline covers the whole walk; for streams it
+bounds the time to the first chunk. When nothing answers: `AllTargetsFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import httpx2
+
+from resilience.breaker.events import AuditSink
+from resilience.breaker.machine import CircuitBreaker, Permit
+from resilience.breaker.registry import BreakerRegistry
+from resilience.client.attempt import DeadlineExceeded, attempt
+from resilience.client.outcomes import OutcomeStatus, Result, TargetOutcome
+from resilience.client.streaming import ResilientStream
+from resilience.client.tracing import AttributeValue, Tracing, set_attributes, set_error
+from resilience.deadline import Deadline
+from resilience.errors import (
+    AllTargetsFailed,
+    CircuitOpenError,
+    ErrorKind,
+    InvalidRequestError,
+    ProviderError,
+    ResilienceError,
+    UnknownRouteError,
+)
+from resilience.models import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    model_name_problem,
+    request_problem,
+    shown,
+)
+from resilience.providers import Provider, build_provider
+from resilience.retry import RetryBudgets, RetryPolicy, retry_call, wait_retry_after
+from resilience.routing.health import HealthBoard
+from resilience.routing.routes import Group, Route, Target
+from resilience.routing.strategies import Balancer
+from resilience.tenancy.context import current_request_id, current_tenant
+from resilience.types import PROVIDER_WIDE, Clock, ProviderName, Sleep, TenantId
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from resilience.config.schema import Config
+
+T = TypeVar("T")
+Call = Callable[[], Awaitable[T]]
+"""One provider call for one target, ready to run."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TenantPolicy:
+    """What one tenant may use: its own routes, its own provider keys and request rates,
+    cloud or not."""
+
+    local_only: bool = False
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    api_keys: Mapping[ProviderName, str] = field(default_factory=dict)
+    rpm: Mapping[ProviderName, float] = field(default_factory=dict)
+    """Requests per minute this tenant may send to a provider (0 or absent: unlimited)."""
+
+    def __repr__(self) -> str:
+        keys = sorted(self.api_keys)
+        routes = sorted(self.routes)
+        return (
+            f"TenantPolicy(local_only={self.local_only}, routes={routes}, "
+            f"api_keys_for={keys}, rpm={dict(self.rpm)})"
+        )
+
+
+_DEFAULT_TENANT = TenantPolicy()
+
+
+@dataclass(slots=True)
+class _Won(Generic[T]):
+    value: T
+    permit: Permit
+    breaker: CircuitBreaker
+    target: Target
+    attempts: int
+    outcomes: tuple[TargetOutcome, ...]
+
+
+class ResilientClient:
+    """Calls LLM providers for tenants; see the module docstring for the walk.
+
+    Args:
+        providers: adapters by provider name (`resilience.providers`).
+        routes: named routes; a call may also name `provider:model` directly.
+        tenants: per-tenant policies; unlisted tenants get the defaults.
+        registry: the breakers; by default an in-memory registry with default policy.
+        retry: retry and deadline policy.
+        rpm: requests per minute each provider accepts (0 or absent: unlimited); a provider
+            whose bucket is empty is skipped without a call.
+        health: latency and error figures per target; by default a new board.
+        tracer_provider: where spans go; by default the global OpenTelemetry provider
+            once an SDK has set one (nothing is traced without the `otel` extra).
+        clock: monotonic seconds, for deadlines and budgets.
+        sleep: how to wait (tests pass a recorder).
+        rng: randomness for jitter and the `weighted` strategy.
+    """
+
+    def __init__(
+        self,
+        *,
+        providers: Mapping[ProviderName, Provider],
+        routes: Mapping[str, Route] | None = None,
+        tenants: Mapping[TenantId, TenantPolicy] | None = None,
+        registry: BreakerRegistry | None = None,
+        retry: RetryPolicy | None = None,
+        rpm: Mapping[ProviderName, float] | None = None,
+        health: HealthBoard | None = None,
+        tracer_provider: TracerProvider | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.providers = dict(providers)
+        self.routes = dict(routes or {})
+        self.tenants = dict(tenants or {})
+        if registry is None:
+            registry = BreakerRegistry(clock=clock, request_id=current_request_id)
+        self.registry = registry
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.budgets = RetryBudgets(self.retry, clock=clock)
+        self.rpm = {name: float(limit) for name, limit in (rpm or {}).items() if limit}
+        self.rate_limit_skips: dict[ProviderName, int] = {}
+        """Calls skipped because a requests-per-minute bucket was empty, by provider."""
+        self.health = health if health is not None else HealthBoard(clock=clock)
+        self.tracing = Tracing(tracer_provider)
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._started = False
+        self.balancer = Balancer(self.health, rng=self._rng)
+        self._direct_routes: dict[str, Route] = {}
+        for route in self.routes.values():
+            self._check_route(route)
+        for policy in self.tenants.values():
+            for route in policy.routes.values():
+                self._check_route(route)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        environ: Mapping[str, str] = os.environ,
+        sinks: Iterable[AuditSink] = (),
+        http_client: httpx2.AsyncClient | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        tracer_provider: TracerProvider | None = None,
+    ) -> ResilientClient:
+        """Build providers, breakers, routes and tenant policies from a loaded `Config`.
+
+        `http_client` (optional) is shared by every provider, e.g. one on the chaos
+        upstream's transport in tests; by default each provider has its own pool.
+        """
+        providers = {
+            name: build_provider(
+                name,
+                kind=p.kind,
+                api_key=p.api_key(environ),
+                base_url=p.base_url,
+                timeout_s=p.timeout_s,
+                location=p.location,
+                can_embed=p.embeddings,
+                http_client=http_client,
+                max_response_bytes=p.max_response_bytes,
+            )
+            for name, p in config.providers.items()
+        }
+        registry = BreakerRegistry(
+            policy=config.breaker,
+            provider_policies={name: p.breaker for name, p in config.providers.items()},
+            sinks=sinks,
+            clock=clock,
+            request_id=current_request_id,
+            redis_url=config.redis_url,
+            redis_prefix=config.redis_prefix,
+        )
+        tenants = {
+            tenant_id: TenantPolicy(
+                local_only=t.local_only,
+                routes=t.routes,
+                api_keys={p: environ[env] for p, env in t.provider_keys.items() if env in environ},
+                rpm=t.rpm,
+            )
+            for tenant_id, t in config.tenants.items()
+        }
+        return cls(
+            providers=providers,
+            routes=config.routes,
+            tenants=tenants,
+            registry=registry,
+            retry=config.retry,
+            rpm={name: p.rpm for name, p in config.providers.items()},
+            tracer_provider=tracer_provider,
+            clock=clock,
+            sleep=sleep,
+        )
+
+    # -- the three calls ---------------------------------------------------------------------
+
+    async def complete(
+        self, request: ChatRequest, *, route: str, tenant: TenantId | None = None
+    ) -> Result[ChatResponse]:
+        """One chat completion through the route."""
+
+        def call(provider: Provider, target: Target, key: str | None) -> Call[ChatResponse]:
+            return lambda: provider.complete(request, model=target.model, api_key=key)
+
+        won = await self._walk(route, tenant, call, request, embed=False, hold=False)
+        return Result(won.value, won.target, won.attempts, won.outcomes)
+
+    async def embed(
+        self, request: EmbeddingRequest, *, route: str, tenant: TenantId | None = None
+    ) -> Result[EmbeddingResponse]:
+        """Embeddings through the route; targets that cannot embed are skipped."""
+
+        def call(provider: Provider, target: Target, key: str | None) -> Call[EmbeddingResponse]:
+            return lambda: provider.embed(request, model=target.model, api_key=key)
+
+        won = await self._walk(route, tenant, call, request, embed=True, hold=False)
+        return Result(won.value, won.target, won.attempts, won.outcomes)
+
+    async def stream(
+        self, request: ChatRequest, *, route: str, tenant: TenantId | None = None
+    ) -> ResilientStream:
+        """Open a stream: returns once the first chunk has arrived from some target."""
+        Opened = tuple[AsyncGenerator[ChatChunk, None], ChatChunk | None]
+
+        def call(provider: Provider, target: Target, key: str | None) -> Call[Opened]:
+            async def open_stream() -> Opened:
+                upstream = provider.stream(request, model=target.model, api_key=key)
+                try:
+                    first = await anext(upstream)
+                except StopAsyncIteration:
+                    return upstream, None
+                except BaseException:
+                    await upstream.aclose()
+                    raise
+                return upstream, first
+
+            return open_stream
+
+        won = await self._walk(route, tenant, call, request, embed=False, hold=True)
+        upstream, first = won.value
+        return ResilientStream(
+            upstream,
+            first,
+            permit=won.permit,
+            breaker=won.breaker,
+            target=won.target,
+            attempts=won.attempts,
+            outcomes=won.outcomes,
+        )
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def route_for(self, tenant: TenantId, name: str) -> Route:
+        """The tenant's override, else the named route, else `provider:model` as a route.
+
+        A name that is not a route is checked (charset, length) before anything is made
+        for it: `InvalidRequestError` naming `model` when no provider could have it."""
+        policy = self.tenants.get(tenant, _DEFAULT_TENANT)
+        found = policy.routes.get(name) or self.routes.get(name)
+        if found is not None:
+            return found
+        direct = self._direct_routes.get(name)
+        if direct is not None:
+            return direct
+        problem = model_name_problem(name)
+        if problem is not None:
+            raise InvalidRequestError("model", problem, tenant=tenant)
+        if ":" in name:
+            try:
+                target = Target.parse(name)
+            except ValueError as exc:
+                raise InvalidRequestError("model", str(exc), tenant=tenant) from None
+            if target.provider in self.providers:
+                route = Route(name=name, targets=(target,))
+                if len(self._direct_routes) < 10_000:  # names come from callers: stay bounded
+                    self._direct_routes[name] = route
+                return route
+        raise UnknownRouteError(
+            f"unknown route '{shown(name, 80)}': not a configured route, nor provider:model "
+            f"of a configured provider ({', '.join(sorted(self.providers))})",
+            tenant=tenant,
+        )
+
+    async def start(self) -> None:
+        """Connect the breaker store (Redis, when shared); the first call does it otherwise."""
+        self._started = True
+        await self.registry.start()
+
+    async def aclose(self) -> None:
+        """Hand the breaker store's pending verdicts over; close every provider's pool."""
+        await self.registry.aclose()
+        await asyncio.gather(*(p.aclose() for p in self.providers.values()))
+
+    # -- the walk ----------------------------------------------------------------------------
+
+    async def _walk(
+        self,
+        route_name: str,
+        tenant: TenantId | None,
+        call: Callable[[Provider, Target, str | None], Call[T]],
+        request: ChatRequest | EmbeddingRequest,
+        *,
+        embed: bool,
+        hold: bool,
+    ) -> _Won[T]:
+        try:
+            return await self._walk_route(route_name, tenant, call, embed=embed, hold=hold)
+        except ProviderError as exc:
+            named = _named(exc, request)
+            if named is exc:
+                raise
+            raise named from exc.__cause__
+
+    async def _walk_route(
+        self,
+        route_name: str,
+        tenant: TenantId | None,
+        call: Callable[[Provider, Target, str | None], Call[T]],
+        *,
+        embed: bool,
+        hold: bool,
+    ) -> _Won[T]:
+        if not self._started:
+            await self.start()
+        tenant = tenant if tenant is not None else current_tenant()
+        route = self.route_for(tenant, route_name)
+        traced = self.tracing.tracer() is not None
+        walk = _Walk(
+            tenant=tenant,
+            policy=self.tenants.get(tenant, _DEFAULT_TENANT),
+            call=call,
+            deadline=Deadline.after(self.retry.deadline_s, clock=self._clock),
+            hold=hold,
+            embed=embed,
+            operation="embeddings" if embed else "chat",
+            traced=traced,
+        )
+        if not traced:
+            return await self._walk_steps(route, walk)
+        attributes: dict[str, AttributeValue] = {
+            "resilience.tenant": tenant,
+            "resilience.route": route.name,
+            "gen_ai.operation.name": walk.operation,
+        }
+        with self.tracing.span(
+            f"resilience {walk.operation} {route.name}", client=False, attributes=attributes
+        ) as span:
+            try:
+                won = await self._walk_steps(route, walk)
+            except ResilienceError as exc:
+                set_error(span, getattr(exc, "kind", None) or type(exc).__name__, str(exc))
+                raise
+            set_attributes(
+                span,
+                {
+                    "resilience.target": str(won.target),
+                    "resilience.attempts": won.attempts,
+                    "resilience.fallbacks": len(won.outcomes) - 1,
+                },
+            )
+            return won
+
+    async def _walk_steps(self, route: Route, walk: _Walk[T]) -> _Won[T]:
+        for step in route.targets:
+            if isinstance(step, Group):
+                won = await self._try_step(self.balancer.order(step, walk.tenant), step.label, walk)
+                if won is not None:
+                    self.balancer.answered(step, won.target)
+            else:
+                won = await self._try_step((step,), step.provider, walk)
+            if won is not None:
+                return won
+        won = await self._last_resort(walk)
+        if won is not None:
+            return won
+        raise AllTargetsFailed(
+            route.name,
+            walk.outcomes,
+            tenant=walk.tenant,
+            retry_after_s=self._soonest(walk.tenant, route, walk.outcomes),
+        )
+
+    async def _try_step(
+        self, members: Sequence[Target], budget_name: str, walk: _Walk[T]
+    ) -> _Won[T] | None:
+        """Try one step: a target, or a group's members in the strategy's order.
+
+        The step is tried in passes, each under one tenacity attempt: a pass calls the
+        remaining members in order, one attempt each, moving to the next member at once
+        on failure, so a retry goes to another healthy member before the same one again.
+        A pass that failed is retried after the backoff with the members whose failure is
+        retryable, until the retry policy stops; then the route moves to its next step.
+        Raises `ProviderError` for a failure that must not fall back.
+        """
+        candidates: list[Target] = []
+        for target in members:
+            skip = self._skip_reason(self.providers[target.provider], walk.policy, embed=walk.embed)
+            if skip is None and walk.deadline.expired:
+                skip = OutcomeStatus.DEADLINE
+            if skip is not None:
+                walk.outcomes.append(TargetOutcome(target, skip))
+            else:
+                candidates.append(target)
+        if not candidates:
+            return None
+        tallies: dict[Target, _Tally] = {}
+        attempt_at = self._traced_attempt if walk.traced else self._measured_attempt
+
+        async def one_pass(number: int) -> tuple[T, Permit, CircuitBreaker, Target]:
+            again: list[Target] = []
+            retryable: ProviderError | None = None
+            for target in candidates:
+                tally = tallies.get(target)
+                if tally is None:
+                    tally = tallies[target] = _Tally(target)
+                if self._rated(target.provider, walk.policy) and not await self._within_rate(
+                    walk.tenant, target.provider, walk.policy
+                ):
+                    tally.rate_limited(self._token_wait_s(target.provider, walk))
+                    continue
+                breaker = self.registry.get(walk.tenant, target.provider)
+                tally.attempts += 1
+                try:
+                    value, permit = await attempt_at(walk, target, breaker, tally.attempts)
+                except CircuitOpenError as refused:
+                    tally.refused(refused.retry_after_s)
+                    continue
+                except DeadlineExceeded:
+                    tally.status = OutcomeStatus.DEADLINE
+                    raise
+                except ProviderError as exc:
+                    tally.failed(exc)
+                    if not exc.kind.policy.fallback:
+                        raise
+                    if exc.kind.policy.retryable:
+                        again.append(target)
+                        retryable = exc
+                    continue
+                tally.status = OutcomeStatus.SUCCEEDED
+                return value, permit, breaker, target
+            candidates[:] = again
+            if retryable is not None:
+                raise retryable
+            raise _StepFailed
+
+        budget = self.budgets.get((walk.tenant, budget_name))
+        try:
+            value, permit, breaker, target = await retry_call(
+                one_pass,
+                policy=self.retry,
+                deadline=walk.deadline,
+                budget=budget,
+                sleep=self._sleep,
+                rng=self._rng,
+            )
+        except ProviderError as exc:
+            if not exc.kind.policy.fallback:
+                raise
+        except (_StepFailed, DeadlineExceeded):
+            pass
+        else:
+            walk.outcomes.extend([t.outcome() for t in tallies.values()])
+            return self._won(value, permit, breaker, target, walk.outcomes)
+        walk.outcomes.extend([t.outcome() for t in tallies.values()])
+        for target in members:
+            if target in candidates and target not in tallies:
+                walk.outcomes.append(TargetOutcome(target, OutcomeStatus.DEADLINE))
+        return None
+
+    async def _attempt(
+        self, walk: _Walk[T], target: Target, breaker: CircuitBreaker, number: int
+    ) -> tuple[T, Permit]:
+        """One attempt at `target` (in a span when tracing is on)."""
+        if walk.traced:
+            return await self._traced_attempt(walk, target, breaker, number)
+        return await self._measured_attempt(walk, target, breaker, number)
+
+    async def _measured_attempt(
+        self, walk: _Walk[T], target: Target, breaker: CircuitBreaker, number: int
+    ) -> tuple[T, Permit]:
+        """`attempt()`, with the call's latency and verdict recorded in the target's health."""
+        run = walk.call(
+            self.providers[target.provider], target, walk.policy.api_keys.get(target.provider)
+        )
+        health = self.health.member(target)
+        started = health.started()
+        try:
+            result = await attempt(
+                run, breaker=breaker, deadline=walk.deadline, number=number, settle=not walk.hold
+            )
+        except ProviderError as exc:
+            counts = exc.kind.policy.counts_on_breaker
+            if exc.sent or counts:
+                health.failed(started, counts=counts)
+            else:  # never left: the upstream's figures are not about it
+                health.abandoned()
+            raise
+        except BaseException:
+            health.abandoned()
+            raise
+        health.succeeded(started)
+        return result
+
+    async def _traced_attempt(
+        self, walk: _Walk[T], target: Target, breaker: CircuitBreaker, number: int
+    ) -> tuple[T, Permit]:
+        attributes: dict[str, AttributeValue] = {
+            "gen_ai.operation.name": walk.operation,
+            "gen_ai.provider.name": self.providers[target.provider].kind,
+            "gen_ai.request.model": target.model,
+            "resilience.provider": target.provider,
+            "resilience.tenant": walk.tenant,
+            "resilience.attempt": number,
+            "resilience.breaker.state": str(breaker.state),
+        }
+        with self.tracing.span(
+            f"{walk.operation} {target.model}", client=True, attributes=attributes
+        ) as span:
+            try:
+                value, permit = await self._measured_attempt(walk, target, breaker, number)
+            except CircuitOpenError as exc:
+                set_error(span, "circuit_open", str(exc))
+                raise
+            except ProviderError as exc:
+                set_error(span, str(exc.kind), exc.message)
+                raise
+            except DeadlineExceeded as exc:
+                set_error(span, "deadline", str(exc))
+                raise
+            set_attributes(span, _response_attributes(value))
+            return value, permit
+
+    async def _last_resort(self, walk: _Walk[T]) -> _Won[T] | None:
+        """Every target failed: wait out the shortest Retry-After and probe that target once."""
+        outcomes = walk.outcomes
+        limited = [
+            (i, o)
+            for i, o in enumerate(outcomes)
+            if o.kind is ErrorKind.RATE_LIMITED and o.status is OutcomeStatus.FAILED
+        ]
+        if not limited:
+            return None
+        index, outcome = min(limited, key=lambda item: item[1].retry_after_s or 0.0)
+        target = outcome.target
+        breaker = self.registry.get(walk.tenant, target.provider)
+        wait_s = breaker.retry_after()
+        if not await wait_retry_after(
+            wait_s, policy=self.retry, deadline=walk.deadline, sleep=self._sleep
+        ):
+            return None
+        if self._rated(target.provider, walk.policy) and not await self._within_rate(
+            walk.tenant, target.provider, walk.policy
+        ):
+            return None
+        number = outcome.attempts + 1
+        try:
+            value, permit = await self._attempt(walk, target, breaker, number)
+        except (CircuitOpenError, DeadlineExceeded):
+            return None
+        except ProviderError as exc:
+            if not exc.kind.policy.fallback:
+                raise
+            outcomes[index] = _outcome(target, OutcomeStatus.FAILED, number, exc)
+            return None
+        outcomes[index] = TargetOutcome(target, OutcomeStatus.SUCCEEDED, attempts=number)
+        return self._won(value, permit, breaker, target, outcomes)
+
+    # -- rate limits ---------------------------------------------------------------------------
+
+    def _rated(self, provider: ProviderName, policy: TenantPolicy) -> bool:
+        """Whether a request-rate limit applies (only then is a bucket asked)."""
+        return bool(self.rpm.get(provider) or policy.rpm.get(provider))
+
+    async def _within_rate(
+        self, tenant: TenantId, provider: ProviderName, policy: TenantPolicy
+    ) -> bool:
+        """Take a token from the tenant's and the provider's rpm buckets, where limits are set
+        (shared by every process with the Redis store: one round trip each).
+
+        Refused: the call is skipped, and counted in `rate_limit_skips`."""
+        limit = self.rpm.get(provider)
+        own = policy.rpm.get(provider)
+        take = self.registry.store.atake_token
+        if (own and not await take((tenant, provider), own)) or (
+            limit and not await take((PROVIDER_WIDE, provider), limit)
+        ):
+            self.rate_limit_skips[provider] = self.rate_limit_skips.get(provider, 0) + 1
+            return False
+        return True
+
+    def _token_wait_s(self, provider: ProviderName, walk: _Walk[T]) -> float:
+        wait = self.registry.store.token_wait_s
+        own = wait((walk.tenant, provider)) if walk.policy.rpm.get(provider) else 0.0
+        shared = wait((PROVIDER_WIDE, provider)) if self.rpm.get(provider) else 0.0
+        return max(own, shared)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _won(
+        self,
+        value: T,
+        permit: Permit,
+        breaker: CircuitBreaker,
+        target: Target,
+        outcomes: list[TargetOutcome],
+    ) -> _Won[T]:
+        attempts = sum(o.attempts for o in outcomes)
+        return _Won(value, permit, breaker, target, attempts, tuple(outcomes))
+
+    @staticmethod
+    def _skip_reason(
+        provider: Provider, policy: TenantPolicy, *, embed: bool
+    ) -> OutcomeStatus | None:
+        if policy.local_only and provider.location == "cloud":
+            return OutcomeStatus.LOCAL_ONLY
+        if embed and not provider.can_embed:
+            return OutcomeStatus.CANNOT_EMBED
+        return None
+
+    def _soonest(
+        self, tenant: TenantId, route: Route, outcomes: Sequence[TargetOutcome]
+    ) -> float | None:
+        """Seconds until the first of the route's targets may take a call again: its breaker
+        admits, or its rate limit has a token."""
+        waits = [
+            self.registry.get(tenant, t.provider).retry_after()
+            for t in route.iter_targets()
+            if t.provider in self.providers
+        ]
+        waits += [
+            o.retry_after_s
+            for o in outcomes
+            if o.status is OutcomeStatus.RPM_LIMITED and o.retry_after_s is not None
+        ]
+        positive = [w for w in waits if w > 0]
+        return min(positive) if positive else None
+
+    def _check_route(self, route: Route) -> None:
+        for target in route.iter_targets():
+            if target.provider not in self.providers:
+                raise ValueError(f"route {route.name!r}: unknown provider {target.provider!r}")
+
+
+@dataclass(slots=True, kw_only=True)
+class _Walk(Generic[T]):
+    """One call's walk along its route: who, what, until when, and what happened so far."""
+
+    tenant: TenantId
+    policy: TenantPolicy
+    call: Callable[[Provider, Target, str | None], Call[T]]
+    deadline: Deadline
+    hold: bool
+    embed: bool
+    operation: str
+    traced: bool
+    outcomes: list[TargetOutcome] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What happened at one target during one step, folded into its `TargetOutcome`."""
+
+    target: Target
+    status: OutcomeStatus = OutcomeStatus.FAILED
+    attempts: int = 0
+    error: ProviderError | None = None
+    retry_after_s: float | None = None
+
+    def refused(self, retry_after_s: float | None) -> None:
+        self.attempts -= 1  # nothing was called
+        self.status = OutcomeStatus.BREAKER_OPEN if self.error is None else OutcomeStatus.FAILED
+        self.retry_after_s = retry_after_s
+
+    def rate_limited(self, wait_s: float) -> None:
+        if self.error is None:
+            self.status = OutcomeStatus.RPM_LIMITED
+            self.retry_after_s = wait_s
+
+    def failed(self, error: ProviderError) -> None:
+        self.status = OutcomeStatus.FAILED
+        self.error = error
+        self.retry_after_s = None
+
+    def outcome(self) -> TargetOutcome:
+        return _outcome(self.target, self.status, self.attempts, self.error, self.retry_after_s)
+
+
+class _StepFailed(Exception):
+    """A pass over a step's members ended with nothing left worth retrying."""
+
+
+def _named(exc: ProviderError, request: ChatRequest | EmbeddingRequest) -> ProviderError:
+    """A failure before the request left, named at the field that could not be sent.
+
+    The request is walked only here, on that failure, never on the way out."""
+    problem = None if exc.sent else request_problem(request)
+    if problem is None:
+        return exc
+    return ProviderError(
+        f"{problem} (request not sent)",
+        kind=exc.kind,
+        status_code=exc.status_code,
+        code=exc.code,
+        tenant=exc.tenant,
+        provider=exc.provider,
+        attempt=exc.attempt,
+        sent=False,
+    )
+
+
+def _response_attributes(value: object) -> dict[str, object]:
+    if isinstance(value, ChatResponse):
+        return {
+            "gen_ai.response.model": value.model,
+            "gen_ai.usage.input_tokens": value.usage.input_tokens,
+            "gen_ai.usage.output_tokens": value.usage.output_tokens,
+        }
+    if isinstance(value, EmbeddingResponse):
+        return {"gen_ai.response.model": value.model}
+    return {}
+
+
+def _outcome(
+    target: Target,
+    status: OutcomeStatus,
+    attempts: int,
+    error: ProviderError | None,
+    retry_after_s: float | None = None,
+) -> TargetOutcome:
+    if error is None:
+        return TargetOutcome(target, status, attempts=attempts, retry_after_s=retry_after_s)
+    return TargetOutcome(
+        target,
+        status,
+        attempts=attempts,
+        kind=error.kind,
+        status_code=error.status_code,
+        retry_after_s=retry_after_s if retry_after_s is not None else error.retry_after_s,
+        message=error.message,
+    )

@@ -1,0 +1,97 @@
+"""`ResilientStream`: a provider stream whose first chunk has already arrived.
+
+The client opens a stream and waits for its first chunk inside the retry and
+fallback walk, so a failure before output begins is retried or routed around
+like any other. Once a chunk has been handed out, output has begun: a failure
+is `stream_interrupted` (counted on the breaker, no other target tried) and is
+raised to the consumer as a `ProviderError`; a stream that ends without its end
+marker raises too, never a silent stop. Closing or cancelling the stream closes
+the upstream response at once and is neutral for the breaker. The breaker
+permit (a half-open probe's included) is held until the stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from types import TracebackType
+
+from resilience.breaker.machine import CircuitBreaker, Permit
+from resilience.client.attempt import failure
+from resilience.client.outcomes import TargetOutcome
+from resilience.models import ChatChunk
+from resilience.routing.routes import Target
+
+
+class ResilientStream:
+    """Async iterator of normalised chunks; use `async with` or call `aclose()` when done early."""
+
+    def __init__(
+        self,
+        upstream: AsyncGenerator[ChatChunk, None],
+        first: ChatChunk | None,
+        *,
+        permit: Permit,
+        breaker: CircuitBreaker,
+        target: Target,
+        attempts: int,
+        outcomes: tuple[TargetOutcome, ...],
+    ) -> None:
+        self._upstream = upstream
+        self._first = first
+        self._permit = permit
+        self._breaker = breaker
+        self._done = False
+        self.target = target
+        self.attempts = attempts
+        """Attempts over the whole route, the one that opened this stream included."""
+        self.outcomes = outcomes
+
+    def __aiter__(self) -> ResilientStream:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        if self._first is not None:
+            chunk, self._first = self._first, None
+            return chunk
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            return await self._upstream.__anext__()
+        except StopAsyncIteration:
+            self._done = True
+            self._breaker.record_success(self._permit)
+            raise
+        except asyncio.CancelledError:
+            await self._abandon()
+            raise
+        except Exception as exc:
+            self._done = True
+            raise failure(
+                self._breaker, self._permit, exc, number=self.attempts, stream_started=True
+            ) from exc
+
+    async def aclose(self) -> None:
+        """Stop early: close the upstream response; the breaker hears nothing."""
+        await self._abandon()
+
+    async def _abandon(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._breaker.release(self._permit)
+        await self._upstream.aclose()
+
+    async def __aenter__(self) -> ResilientStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"ResilientStream(target={self.target}, attempts={self.attempts})"

@@ -1,0 +1,125 @@
+"""The loaded configuration's shape: frozen objects, and the error every check raises.
+
+`resilience.config` builds these from TOML and re-exports them; apps import them from
+there. Nothing here holds a secret: keys are environment variable *names*, gateway keys and
+admin tokens are SHA-256 digests, and the database and Redis URLs (which may carry a
+password) are left out of every repr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from resilience.breaker.policy import BreakerPolicy
+from resilience.errors import ResilienceError
+from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
+from resilience.retry import RetryPolicy
+from resilience.routing.routes import Route
+from resilience.types import ProviderName, TenantId
+
+ProviderKind = Literal["anthropic", "openai"]
+Location = Literal["cloud", "local"]
+TenantFrom = Literal["api_key", "header"]
+
+
+class ConfigError(ResilienceError, ValueError):
+    """A configuration problem. `str()` is exactly `"<key path>: <problem>"`.
+
+        routes.chat.targets[1]: unknown provider 'opnai'
+
+    `.key` is the path, `.problem` the rest, `.source` the file (or `"<config>"`).
+    """
+
+    def __init__(self, key: str, problem: str, *, source: str = "<config>") -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+        self.source = source
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """How the gateway tells tenants apart: gateway API keys, or a trusted header."""
+
+    tenant_from: TenantFrom = "api_key"
+    tenant_header: str = "x-tenant-id"
+    metrics_token_sha256: str | None = None
+    """SHA-256 of the bearer token `/metrics` requires; None: `/metrics` is open."""
+    metrics_max_tenants: int = 1000
+    """Tenants not listed in `[tenants]` that get a metrics label of their own; the rest
+    share the label `_other` (in header mode callers name tenants)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderConfig:
+    """One upstream. `breaker` is `[breaker]` with this provider's overrides applied."""
+
+    name: ProviderName
+    kind: ProviderKind
+    api_key_env: str | None = None
+    """The NAME of the variable holding the key; None for keyless (local) servers."""
+    base_url: str | None = None
+    timeout_s: float = 60.0
+    location: Location = "cloud"
+    embeddings: bool = False
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    rpm: float = 0.0
+    """Requests per minute this provider (this key) accepts, over all tenants; 0: unlimited."""
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    """A larger answer fails the attempt as `invalid_response` instead of filling memory."""
+
+    def api_key(self, environ: Mapping[str, str]) -> str | None:
+        """The key itself, read at the last moment so it is never stored on this object."""
+        return (environ.get(self.api_key_env) or None) if self.api_key_env else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TenantConfig:
+    """A tenant's gateway keys (digests), routing limits and overrides, and own keys."""
+
+    tenant_id: TenantId
+    api_key_sha256: tuple[str, ...] = ()
+    local_only: bool = False
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    provider_keys: Mapping[ProviderName, str] = field(default_factory=dict)
+    """Provider name -> the NAME of the variable holding this tenant's own key."""
+    rpm: Mapping[ProviderName, float] = field(default_factory=dict)
+    """Provider name -> requests per minute this tenant may send there (absent: unlimited)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminToken:
+    """An admin API token (digest); `tenant` limits it to that tenant's breakers."""
+
+    name: str
+    token_sha256: str
+    tenant: TenantId | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Everything `resilience.config.load_config` validated."""
+
+    server: ServerConfig
+    breaker: BreakerPolicy
+    retry: RetryPolicy
+    providers: Mapping[ProviderName, ProviderConfig]
+    routes: Mapping[str, Route]
+    tenants: Mapping[TenantId, TenantConfig]
+    admin_tokens: Mapping[str, AdminToken]
+    database_url: str | None = field(default=None, repr=False)
+    """`DATABASE_URL` for SQLAlchemy's async engine (`postgresql://` -> asyncpg, ...)."""
+    raw_database_url: str | None = field(default=None, repr=False)
+    """`DATABASE_URL` exactly as set, e.g. for psql or a sync tool."""
+    redis_url: str | None = field(default=None, repr=False)
+    redis_prefix: str = "resilience"
+    """`REDIS_PREFIX`: the namespace of this deployment's keys in Redis."""
+    source: str = "<config>"
+    warnings: tuple[str, ...] = ()
+    """Legal but probably unintended settings, each `"<key path>: <why>"`."""
+
+    def tenant_by_key_hash(self) -> dict[str, TenantId]:
+        """SHA-256 hex of each gateway key -> its tenant, for `ApiKeyResolver`."""
+        return {h: t.tenant_id for t in self.tenants.values() for h in t.api_key_sha256}

@@ -1,0 +1,115 @@
+"""A ResilientClient wired to the chaos upstream through the real SDKs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+
+import httpx2
+
+from resilience.breaker.events import MemorySink
+from resilience.breaker.policy import BreakerPolicy
+from resilience.breaker.registry import BreakerRegistry
+from resilience.chaos import ChaosUpstream
+from resilience.client.resilient import ResilientClient, TenantPolicy
+from resilience.models import ChatRequest, Message
+from resilience.providers.anthropic import AnthropicProvider
+from resilience.providers.base import Provider
+from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
+from resilience.providers.openai import OpenAIProvider
+from resilience.retry import RetryPolicy
+from resilience.routing.routes import Route, Target
+from resilience.types import Clock, Sleep
+from tests.support.clock import FakeClock
+
+CHAT = ChatRequest(messages=(Message(role="user", content="hello there"),), max_tokens=64)
+
+
+def route(name: str, *targets: str) -> Route:
+    return Route(name=name, targets=tuple(Target.parse(t) for t in targets))
+
+
+class Harness:
+    """Builds clients on one chaos upstream, one fake clock and one audit sink."""
+
+    def __init__(self, stack: AsyncExitStack) -> None:
+        self.chaos = ChaosUpstream()
+        self.clock = FakeClock()
+        self.sink = MemorySink()
+        self._stack = stack
+
+    async def client(
+        self,
+        *,
+        served: bool = False,
+        routes: Mapping[str, Route] | None = None,
+        tenants: Mapping[str, TenantPolicy] | None = None,
+        retry: RetryPolicy | None = None,
+        breaker: BreakerPolicy | None = None,
+        timeout_s: float = 5.0,
+        real_time: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> ResilientClient:
+        if served:
+            root = await self._stack.enter_async_context(self.chaos.serve())
+            http = httpx2.AsyncClient()
+        else:
+            root, http = "http://chaos", httpx2.AsyncClient(transport=self.chaos.transport())
+        self._stack.push_async_callback(http.aclose)
+        registry = BreakerRegistry(
+            policy=breaker or BreakerPolicy(),
+            sinks=[self.sink],
+            clock=self.clock,
+            wall_clock=self.clock.wall,
+        )
+        clock: Clock = time.monotonic if real_time else self.clock
+        sleep: Sleep = asyncio.sleep if real_time else self.clock.sleep
+        return ResilientClient(
+            providers=providers_for(root, http, timeout_s, max_response_bytes),
+            routes=routes or DEFAULT_ROUTES,
+            tenants=tenants,
+            registry=registry,
+            retry=retry or RetryPolicy(),
+            clock=clock,
+            sleep=sleep,
+        )
+
+
+def providers_for(
+    root: str,
+    http: httpx2.AsyncClient,
+    timeout_s: float,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> dict[str, Provider]:
+    return {
+        "primary": OpenAIProvider(
+            "primary",
+            api_key="shared-key",
+            base_url=f"{root}/primary/v1",
+            timeout_s=timeout_s,
+            http_client=http,
+            max_response_bytes=max_response_bytes,
+        ),
+        "fallback": AnthropicProvider(
+            "fallback",
+            api_key="shared-key",
+            base_url=f"{root}/fallback",
+            timeout_s=timeout_s,
+            http_client=http,
+            max_response_bytes=max_response_bytes,
+        ),
+        "local": OpenAIProvider(
+            "local",
+            api_key=None,
+            base_url=f"{root}/local/v1",
+            timeout_s=timeout_s,
+            location="local",
+            http_client=http,
+            max_response_bytes=max_response_bytes,
+        ),
+    }
+
+
+DEFAULT_ROUTES = {"chat": route("chat", "primary:gpt-4.1", "fallback:claude-x")}
