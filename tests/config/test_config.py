@@ -76,13 +76,15 @@ def test_the_example_loads_with_every_section() -> None:
     assert config.retry == RetryPolicy()
     assert set(config.providers) == {"anthropic", "openai", "local", "local-2"}
     local = config.providers["local"]
-    assert (local.kind, local.location, local.api_key_env, local.timeout_s) == (
+    settings = local.settings
+    assert (settings.kind, settings.location, local.api_key_env, settings.timeout_s) == (
         "openai",
         "local",
         None,
         120.0,
     )
-    assert config.providers["openai"].embeddings and not config.providers["anthropic"].embeddings
+    assert config.providers["openai"].settings.can_embed
+    assert not config.providers["anthropic"].settings.can_embed
     assert [str(t) for t in config.routes["chat"].targets] == [
         "anthropic:claude-sonnet-4-6",
         "openai:gpt-4.1",
@@ -506,11 +508,11 @@ def test_every_section_but_providers_has_defaults() -> None:
 
 
 def test_embeddings_default_by_kind() -> None:
-    config = parse_config(MINIMAL, environ=ENV)
-    assert config.providers["openai"].embeddings and config.providers["local"].embeddings
-    assert not config.providers["anthropic"].embeddings
+    providers = parse_config(MINIMAL, environ=ENV).providers
+    assert providers["openai"].settings.can_embed and providers["local"].settings.can_embed
+    assert not providers["anthropic"].settings.can_embed
     data = with_("providers.local.embeddings", False)
-    assert not parse_config(data, environ=ENV).providers["local"].embeddings
+    assert not parse_config(data, environ=ENV).providers["local"].settings.can_embed
 
 
 def test_breaker_overrides_apply_to_their_provider_only_and_inherit_the_rest() -> None:
@@ -689,8 +691,8 @@ def test_max_response_bytes_defaults_to_32_mib_and_reaches_the_provider() -> Non
     from resilience.providers.openai import OpenAIProvider
 
     config = parse_config(with_("providers.openai.max_response_bytes", 65_536), environ=ENV)
-    assert config.providers["openai"].max_response_bytes == 65_536
-    assert config.providers["anthropic"].max_response_bytes == 32 * 1024 * 1024
+    assert config.providers["openai"].settings.max_response_bytes == 65_536
+    assert config.providers["anthropic"].settings.max_response_bytes == 32 * 1024 * 1024
     client = ResilientClient.from_config(config, environ=ENV)
     openai = client.providers["openai"]
     assert isinstance(openai, OpenAIProvider)
