@@ -7,7 +7,8 @@ with the same seed gives the same numbers.
 
 Traffic: each tenant sends Poisson requests at `rate_per_tenant`; the route is
 `primary:m` then `fallback:m`. The primary answers in `latency_s`; during the outage it
-fails every call with a 503 after `fail_latency_s`. The fallback always answers.
+fails every call with a 503 after `fail_latency_s`, and outside it a share `error_rate`
+of its calls (seeded) with a 500, as quickly. The fallback always answers.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from resilience import (
     RetryPolicy,
     Route,
 )
-from resilience.breaker.events import BreakerState
+from resilience.breaker.events import BreakerState, BreakerTransition
 from resilience.models import EmbeddingRequest, EmbeddingResponse, Usage
+from resilience.types import PROVIDER_WIDE
 
 BUCKET_S = 1.0
 
@@ -114,6 +116,9 @@ class Scenario:
     provider_wide: bool = True
     budget: bool = True
     seed: int = 1
+    error_rate: float = 0.0
+    """Share of the primary's calls answered with a 500 while it is up (bad luck, not an
+    outage: the provider-wide gate must not open for it)."""
     breaker: dict[str, Any] = field(default_factory=dict)
     """Overrides of the default `BreakerPolicy` (a user's tuning)."""
     retry: dict[str, Any] = field(default_factory=dict)
@@ -132,6 +137,13 @@ class Record:
     """second -> tenants whose own primary breaker is not closed."""
     gate_open: dict[int, bool] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    gate_opens: int = 0
+    """Times the provider-wide gate opened (any reason)."""
+
+    def emit(self, event: BreakerTransition) -> None:
+        """The registry's audit sink: counts the gate's openings."""
+        if event.tenant_id == PROVIDER_WIDE and event.to_state is BreakerState.OPEN:
+            self.gate_opens += 1
 
     def total(self, kind: str, start: float, end: float) -> int:
         return sum(n for (s, k), n in self.calls.items() if k == kind and start <= s < end)
@@ -152,6 +164,9 @@ class SimProvider:
         self._time = time
         self._scenario = scenario
         self._record = record
+        self._luck = random.Random(f"{scenario.seed}:{name}")
+        """Which calls fail by bad luck (`Scenario.error_rate`): its own, so the traffic's
+        random numbers stay the same whatever the rate."""
         self._response = ChatResponse(
             text="ok",
             content=({"type": "text", "text": "ok"},),
@@ -174,6 +189,11 @@ class SimProvider:
             self._record.calls[(second, "primary_failed")] += 1
             await self._time.sleep(self._scenario.fail_latency_s)
             raise ProviderError("503 overloaded", kind=ErrorKind.OVERLOADED, status_code=503)
+        error_rate = self._scenario.error_rate
+        if self.name == "primary" and error_rate and self._luck.random() < error_rate:
+            self._record.calls[(second, "primary_failed")] += 1
+            await self._time.sleep(self._scenario.fail_latency_s)
+            raise ProviderError("500 internal error", kind=ErrorKind.SERVER_ERROR, status_code=500)
         label = "primary_ok" if self.name == "primary" else "fallback"
         self._record.calls[(second, label)] += 1
         await self._time.sleep(self._scenario.latency_s)
@@ -206,7 +226,9 @@ def build_client(time: VirtualTime, scenario: Scenario, record: Record) -> Resil
     return ResilientClient(
         providers=providers,  # type: ignore[arg-type]  # structural: SimProvider is a Provider
         routes={"chat": Route.of("chat", "primary:m", "fallback:m")},
-        registry=BreakerRegistry(policy=policy, clock=time.clock, wall_clock=time.clock),
+        registry=BreakerRegistry(
+            policy=policy, sinks=[record], clock=time.clock, wall_clock=time.clock
+        ),
         retry=RetryPolicy(**retry),
         clock=time.clock,
         sleep=time.sleep,

@@ -12,6 +12,11 @@ Figures: calls wasted on the dead primary (every failed call during the outage, 
 included), seconds until fewer than 1% of requests still try it, seconds after it comes
 back until it serves 95% of requests again, and client requests that failed. The plot
 shows calls per second per provider and the breakers' states over time.
+
+False trips: the same fleet on a primary that never goes down but answers 1% of its calls
+with a 500 (bad luck, not an outage), provider-wide on, at the scenario's latency and at
+3 s per answer (600 calls in flight, so every failure has many answers to older calls
+around it): the provider-wide gate must never open.
 """
 
 from __future__ import annotations
@@ -136,6 +141,20 @@ async def main() -> None:
     per_tenant = report("provider-wide off", runs["provider-wide off"], off)
     wide = report("provider-wide on", runs["provider-wide on (default)"], s)
     print(f"\nratio wasted calls on/off: {wide['wasted'] / per_tenant['wasted']:.3f}")
+    healthy = Scenario(
+        **{**BASE.__dict__, "outage_start": BASE.end, "outage_end": BASE.end, "error_rate": 0.01}
+    )
+    false_trips: dict[str, int] = {}
+    for label, latency in (("", healthy.latency_s), ("_slow", 3.0)):
+        scenario = Scenario(**{**healthy.__dict__, "latency_s": latency})
+        record = await simulate(scenario)
+        false_trips[label] = record.gate_opens
+        errors = record.total("primary_failed", 0, scenario.end)
+        print(
+            f"healthy, 1% 500s, {latency:.1f} s per answer: provider-wide gate opened "
+            f"{record.gate_opens} times   ({errors} calls answered with a 500, "
+            f"failed requests {record.failed_requests})"
+        )
     if PLOT is not None:
         plot(runs, s, PLOT)
     headline(
@@ -148,6 +167,8 @@ async def main() -> None:
             "scale_recovery_s_per_tenant_only": per_tenant["recovery_s"],
             "scale_failed_requests_provider_wide": wide["failed_requests"],
             "scale_failed_requests_per_tenant_only": per_tenant["failed_requests"],
+            "scale_false_trips_healthy_1pct": false_trips[""],
+            "scale_false_trips_healthy_1pct_slow": false_trips["_slow"],
         }
     )
 

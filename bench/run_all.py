@@ -95,6 +95,24 @@ GOALS = [
         "≤ 50",
     ),
     Goal(
+        "1,000 tenants: healthy provider (1% 500s), gate opens",
+        "scale_false_trips_healthy_1pct",
+        lambda v: v == 0,
+        "0",
+    ),
+    Goal(
+        "same, 3 s answers",
+        "scale_false_trips_healthy_1pct_slow",
+        lambda v: v == 0,
+        "0",
+    ),
+    Goal(
+        "breaker memory",
+        "bytes_per_breaker",
+        lambda v: v <= 400,
+        "≤ 400 B, the lightest",
+    ),
+    Goal(
         "retry storm: calls per request, budget on",
         "retry_storm_calls_per_request_budget",
         lambda v: v <= 1.2,

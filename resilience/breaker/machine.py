@@ -17,6 +17,12 @@ The breaker is built for one asyncio event loop: no method awaits, so state
 checks and updates are atomic with respect to other tasks, and no lock is taken
 on the hot path. It is not thread-safe.
 
+A store that shares the state between processes (`resilience.breaker.store.redis`) drives
+the breaker through its public interface only, so these rules stay written once here:
+`view()` and `adopt()` carry the state, `fast_permit` and `standing_refusal()` answer a call
+locally, `tally()` counts a call whose verdict the store judges (docs/architecture.md,
+"Shared store").
+
 The sliding window is ten buckets kept in ints (`resilience.breaker.window`): the current bucket's
 calls and failures as plain counters, the nine before packed into one int each. O(1) per
 call, and nothing allocated while a breaker's calls all fall in the current bucket.
@@ -116,6 +122,35 @@ class BreakerSnapshot:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class BreakerView:
+    """A breaker's state as a store shares it between processes (`CircuitBreaker.view()`,
+    `adopt()`); times are relative to the moment it was taken, so any clock can read it."""
+
+    state: BreakerState
+    generation: int
+    wait_s: float
+    """Until the cooldown or admin open ends: 0 once it has, or while closed; inf: no end."""
+    cooldown_s: float
+    open_for_s: float | None
+    """How long ago it opened; None while closed."""
+    probe_ages: tuple[float, ...] = ()
+    """Half-open: how long ago each probe still out (in any process) was admitted."""
+
+
+class StreakDetail:
+    """A provider-wide gate's streak beyond its count of failures: held by gates only, so a
+    tenant's breaker pays one empty slot for it."""
+
+    __slots__ = ("successes", "tenants")
+
+    def __init__(self) -> None:
+        self.tenants: set[TenantId] = set()
+        """Tenants whose failures are in the streak."""
+        self.successes = 0
+        """The provider's successes since the streak began."""
+
+
 class CircuitBreaker:
     """State machine of one (tenant, provider) pair; see the module docstring."""
 
@@ -126,18 +161,18 @@ class CircuitBreaker:
         "_cooldown",
         "_fails",
         "_gate",
-        "_generation",
         "_observer",
         "_opened_at",
         "_past_calls",
         "_past_fails",
-        "_permit",
         "_probes",
         "_retry_at",
         "_state",
         "_streak",
-        "_streak_tenants",
+        "_streak_detail",
         "_wall_clock",
+        "fast_permit",
+        "generation",
         "late_results",
         "policy",
         "provider",
@@ -164,8 +199,11 @@ class CircuitBreaker:
         self._observer = observer
         self._gate = gate
         self._state = _CLOSED
-        self._generation = 0
-        self._permit: Permit = _FIRST_PERMIT
+        self.generation = 0
+        """Changes at every transition; permits carry it. Read-only: the machine sets it."""
+        self.fast_permit: Permit | None = _FIRST_PERMIT
+        """The permit ordinary calls share while the breaker is closed, None while it is not:
+        `acquire()` returns it with no decision. Read-only: the machine sets it."""
         self._probes: list[Permit] = []
         self._opened_at: float | None = None
         self._retry_at = 0.0
@@ -182,17 +220,21 @@ class CircuitBreaker:
         self._bucket_end = (math.floor(clock() / width) + 1) * width
         """When the current bucket ends; the bucket is `_bucket_end / width - 1`."""
         self._streak = 0
-        """On a provider-wide gate: provider-scoped failures in a row, over all tenants."""
-        self._streak_tenants: set[TenantId] | None = None
+        """On a provider-wide gate: provider-scoped failures of the current streak, over all
+        tenants; 0 when no streak is under way (`_extend_streak`)."""
+        self._streak_detail: StreakDetail | None = None
+        """On a gate that has seen a streak: its tenants and successes (the last one's, when
+        `_streak` is 0)."""
 
     # -- the hot path -------------------------------------------------------------------------
 
     def acquire(self) -> Permit:
         """Admit a call, or raise `CircuitOpenError` with the time to retry."""
-        if self._state is _CLOSED:
+        permit = self.fast_permit
+        if permit is not None:  # closed
             gate = self._gate
-            if gate is None or gate._state is _CLOSED:
-                return self._permit
+            if gate is None or gate.fast_permit is not None:
+                return permit
         return self._acquire_slow()
 
     async def admit(self) -> Permit:
@@ -200,14 +242,14 @@ class CircuitBreaker:
         return self.acquire()
 
     def record_success(self, permit: Permit) -> None:
-        gate = self._gate
-        if gate is not None and gate._streak:
-            gate._streak = 0  # the provider answered someone: not a provider-wide outage
-        if permit is self._permit:
+        if permit is self.fast_permit:
             now = self._clock()
             if now >= self._bucket_end:
                 self._roll(now)
             self._calls += 1
+            gate = self._gate
+            if gate is not None and gate._streak:
+                gate._count_streak_success()
             return
         self._settle(permit, None, None)
 
@@ -218,7 +260,7 @@ class CircuitBreaker:
         if not kind.policy.counts_on_breaker:
             self.release(permit)
             return
-        if permit is self._permit:
+        if permit is self.fast_permit:
             self._count_failure(kind, retry_after_s, self._clock())
             return
         self._settle(permit, kind, retry_after_s)
@@ -283,6 +325,67 @@ class CircuitBreaker:
         """Closed with no probe out: nothing is lost if the store forgets it."""
         return self._state is _CLOSED and not self._probes
 
+    # -- shared state (docs/architecture.md, "Shared store") -----------------------------------
+
+    def view(self) -> BreakerView:
+        """The state a shared store mirrors, as of now; `adopt()` takes it back."""
+        now = self._clock()
+        state = self._state
+        closed = state is _CLOSED
+        opened_at = self._opened_at
+        return BreakerView(
+            state=state,
+            generation=self.generation,
+            wait_s=0.0 if closed else max(0.0, self._retry_at - now),
+            cooldown_s=self._cooldown,
+            open_for_s=None if closed or opened_at is None else now - opened_at,
+            probe_ages=tuple(now - p.started_at for p in self._probes),
+        )
+
+    def adopt(self, view: BreakerView, at: float | None = None) -> None:
+        """Take a state decided elsewhere (a shared store) as this breaker's, `view` having
+        been true at local time `at` (default: now). Its ordinary permits are `shared`.
+
+        No transition is emitted: whoever made it reports it, once. The probes out in every
+        process are held as this breaker's (with all slots busy their watchdog is the wait);
+        a closed view starts an empty window.
+        """
+        if at is None:
+            at = self._clock()
+        self._enter(view.state, view.generation, shared=True)
+        self._probes[:] = [
+            Permit(view.generation, probe=True, started_at=at - age) for age in view.probe_ages
+        ]
+        self._cooldown = view.cooldown_s
+        self._retry_at = at + view.wait_s
+        self._opened_at = None if view.open_for_s is None else at - view.open_for_s
+        if view.state is _CLOSED:
+            self._clear_window(at)
+
+    def standing_refusal(self) -> CircuitOpenError | None:
+        """The refusal a call gets now that no decision elsewhere can lift: this breaker open
+        on its own failures and cooling down or, closed, behind a provider-wide gate that is.
+        None where a store sharing the state must decide: a cooldown that is over, probes
+        out, an admin's open (an admin may reset it from any process)."""
+        now = self._clock()
+        state = self._state
+        if state is _OPEN and now < self._retry_at:
+            return self._refusal(now)
+        gate = self._gate
+        if gate is not None and state is _CLOSED and gate._state is _OPEN and now < gate._retry_at:
+            return self._gate_refusal(gate, now)
+        return None
+
+    def tally(self, failed: bool) -> None:
+        """Count one call in the window without judging it: where a shared store judges the
+        verdicts, the local window only shows them (`snapshot()`)."""
+        now = self._clock()
+        if now >= self._bucket_end:
+            self._roll(now)
+        self._calls += 1
+        if failed:
+            self._fails += 1
+
     # -- admin ---------------------------------------------------------------------------------
 
     def reset(self, *, actor: str | None = None, note: str | None = None) -> bool:
@@ -332,22 +435,23 @@ class CircuitBreaker:
         audit trail already holds the `admin_open` that began this period."""
         check_duration(remaining_s)
         now = self._clock()
-        self._state = _FORCED_OPEN
-        self._generation += 1
-        self._permit = Permit(self._generation)
+        self._enter(_FORCED_OPEN, self.generation + 1)
         self._probes.clear()
         self._retry_at = math.inf if remaining_s is None else now + remaining_s
         self._opened_at = now - max(0.0, opened_ago_s)
 
     def _extend_streak(self, tenant: TenantId, now: float) -> None:
-        """On a gate: one more provider-scoped failure in a row; open when the streak is long
-        and spread over enough tenants (`BreakerPolicy.provider_wide_streak`)."""
-        tenants = self._streak_tenants
-        if tenants is None:
-            tenants = self._streak_tenants = set()
-        elif self._streak == 0:
-            tenants.clear()  # a success ended the last streak
+        """On a gate: one more provider-scoped failure in the streak (the first begins one);
+        open when the streak is long and spread over enough tenants
+        (`BreakerPolicy.provider_wide_streak`)."""
+        detail = self._streak_detail
+        if detail is None:
+            detail = self._streak_detail = StreakDetail()
+        elif self._streak == 0:  # the last streak ended: this failure begins a new one
+            detail.tenants.clear()
+            detail.successes = 0
         self._streak += 1
+        tenants = detail.tenants
         tenants.add(tenant)
         policy = self.policy
         if (
@@ -359,6 +463,26 @@ class CircuitBreaker:
         ):
             self._streak = 0
             self.open_provider_wide(now, sorted(tenants))
+
+    def _count_streak_success(self) -> None:
+        """On a gate: the provider answered a call while a streak is under way. The streak
+        lives on while its failures are at least `failure_rate` of its outcomes, so answers
+        to calls sent before an outage began (stragglers, which come back among the first
+        failures) do not reset it; it ends once they fall below (docs/architecture.md,
+        "Breaker rules")."""
+        detail = self._streak_detail
+        if detail is None:  # pragma: no cover - a streak under way has its detail
+            return
+        detail.successes += 1
+        streak = self._streak
+        if streak < self.policy.failure_rate * (streak + detail.successes):
+            self._streak = 0
+
+    def _answered(self) -> None:
+        """One of this breaker's calls succeeded, in its generation: the gate's streak hears."""
+        gate = self._gate
+        if gate is not None and gate._streak:
+            gate._count_streak_success()
 
     def open_provider_wide(self, now: float, tenants: list[TenantId]) -> bool:
         """Open this provider-wide gate: enough tenants lost the provider at once."""
@@ -381,17 +505,18 @@ class CircuitBreaker:
         except CircuitOpenError:
             self.release(own)
             raise self._gate_refusal(gate, now) from None
-        if gate_permit is gate._permit:
+        if gate_permit is gate.fast_permit:
             return own
-        if own is self._permit:
+        if own is self.fast_permit:
             return Permit(own.generation, gate=gate_permit)
         own.gate = gate_permit
         return own
 
     def _admit(self, now: float) -> Permit:
         state = self._state
-        if state is _CLOSED:
-            return self._permit
+        closed = self.fast_permit
+        if closed is not None:  # the state is closed
+            return closed
         if state is not _HALF_OPEN:
             if now < self._retry_at:
                 raise self._refusal(now)
@@ -402,7 +527,7 @@ class CircuitBreaker:
             probes[:] = [p for p in probes if now - p.started_at < timeout]
             if len(probes) >= self.policy.half_open_max_calls:
                 raise self._refusal(now)
-        permit = Permit(self._generation, probe=True, started_at=now)
+        permit = Permit(self.generation, probe=True, started_at=now)
         probes.append(permit)
         return permit
 
@@ -450,13 +575,14 @@ class CircuitBreaker:
                 gate._settle(permit.gate, kind, retry_after_s)
             else:
                 gate.release(permit.gate)
-        if permit.generation != self._generation:
+        if permit.generation != self.generation:
             self.late_results += 1
             return
         now = self._clock()
         if not permit.probe:
             if kind is None:
-                self.record_success(self._permit)
+                self.tally(False)
+                self._answered()
             else:
                 self._count_failure(kind, retry_after_s, now)
             return
@@ -465,6 +591,7 @@ class CircuitBreaker:
             return
         self._probes.remove(permit)
         if kind is None:
+            self._answered()
             self._clear_window(now)
             self._cooldown = self.policy.cooldown_s
             self._transition(_CLOSED, TransitionReason.PROBE_SUCCEEDED, now)
@@ -534,9 +661,8 @@ class CircuitBreaker:
         source = self._state
         if source is to:
             return False
-        self._state = to
-        self._generation += 1
-        self._permit = Permit(self._generation)
+        self._enter(to, self.generation + 1)
+        self._streak = 0  # a gate's streak starts over at each of its moves
         if to is not _HALF_OPEN:
             self._probes.clear()
         event = BreakerTransition(
@@ -554,6 +680,12 @@ class CircuitBreaker:
         )
         self._observer.transitioned(self, event)
         return True
+
+    def _enter(self, state: BreakerState, generation: int, *, shared: bool = False) -> None:
+        """The one place state and generation change: the closed permit goes with them."""
+        self._state = state
+        self.generation = generation
+        self.fast_permit = Permit(generation, shared=shared) if state is _CLOSED else None
 
     def _roll(self, now: float) -> None:
         """Move the window to the bucket holding `now`, shifting the counts of older buckets."""

@@ -368,7 +368,7 @@ def test_tenant_a_failures_never_change_tenant_b(clock: FakeClock) -> None:
 
 
 def test_provider_wide_opens_after_n_distinct_tenants(clock: FakeClock, sink: MemorySink) -> None:
-    reg = make(clock, sink, provider_wide_min_tenants=3)
+    reg = make(clock, sink, provider_wide_min_tenants=3, provider_wide_streak=0)  # trips alone
     open_breaker(reg, tenant="t1")
     open_breaker(reg, tenant="t2")
     succeed(reg, tenant="t9")
@@ -441,13 +441,13 @@ def test_a_streak_of_provider_failures_over_enough_tenants_opens_the_gate_at_onc
     clock: FakeClock, sink: MemorySink
 ) -> None:
     reg = make(clock, sink, failure_threshold=50, provider_wide_streak=10)
-    for i in range(9):  # nine failures in a row, over three tenants: not yet
+    for i in range(9):  # nine failures over three tenants: not yet
         fail(reg, tenant=f"t{i % 3}")
-    succeed(reg, tenant="t9")
-    fail(reg, tenant="t1")  # the streak ends at each success: counting starts again
+    succeed(reg, tenant="t9", n=10)  # more successes than failures: the streak ends
+    fail(reg, tenant="t1")  # counting starts again
     for i in range(8):
         fail(reg, tenant=f"t{i % 3}")
-    succeed(reg, tenant="t8")
+    succeed(reg, tenant="t8", n=10)
     assert all(e.tenant_id != "*" for e in sink.events)
     for i in range(10):
         fail(reg, tenant=f"t{i % 3}")

@@ -128,6 +128,10 @@ local function transition(b, to, reason, kind, cooldown, detail)
   redis.call('HSET', b.key, 'st', to, 'gen', redis.call('INCR', GENERATIONS))
   if to ~= 'half_open' then redis.call('DEL', b.probes) end
   if b == G and to == 'open' then redis.call('DEL', TRIPS) end
+  -- a gate's streak starts over at each of its moves
+  if b.key == KEYS[3] and redis.call('HEXISTS', b.key, 'sk') == 1 then
+    redis.call('HSET', b.key, 'sk', 0)
+  end
   local _, fails = counts(b)
   events[#events + 1] = {
     t = b.tenant, p = provider, from = from, to = to, reason = reason, kind = kind or '',
@@ -167,14 +171,23 @@ local function tripped(who)
   end
 end
 
-local function end_streak()
-  if has_gate and redis.call('HEXISTS', G.key, 'sk') == 1 then
-    redis.call('HSET', G.key, 'sk', 0)
-  end
+-- the provider-wide streak, on the gate's hash: 'sk' its provider-scoped failures (0: none
+-- under way), 'ss' the provider's successes since it began. Successes end it only once its
+-- failures fall below failure_rate of its outcomes: answers to calls sent before an outage
+-- (stragglers) come back among its first failures and must not reset it.
+local function count_streak_successes(n)
+  if not has_gate or n <= 0 then return end
+  local streak = tonumber(field(G, 'sk', '0'))
+  if streak == 0 then return end
+  local successes = redis.call('HINCRBY', G.key, 'ss', n)
+  if streak < rate * (streak + successes) then redis.call('HSET', G.key, 'sk', 0) end
 end
 
 local function extend_streak(who)
-  if tonumber(field(G, 'sk', '0')) == 0 then redis.call('DEL', STREAK) end
+  if tonumber(field(G, 'sk', '0')) == 0 then
+    redis.call('DEL', STREAK)
+    redis.call('HSET', G.key, 'ss', 0)
+  end
   local streak = redis.call('HINCRBY', G.key, 'sk', 1)
   redis.call('SADD', STREAK, who)
   redis.call('PEXPIRE', STREAK, math.ceil(ttl * 1000))
@@ -262,8 +275,12 @@ if op == 'admit' then
 elseif op == 'fail' or op == 'ok' then
   local generation, token, gtoken = tonumber(ARGV[17]), ARGV[18], ARGV[19]
   local kind, scope, retry_after, successes = ARGV[20], ARGV[21], tonumber(ARGV[22]), tonumber(ARGV[23])
-  if successes > 0 or op == 'ok' then end_streak() end
-  if successes > 0 and state(B) == 'closed' then add(B, successes, 0) end
+  -- successes counted here before this verdict (they came first); a breaker that moved since
+  -- (not closed now) makes them late, as its generation makes them in memory
+  if successes > 0 and state(B) == 'closed' then
+    add(B, successes, 0)
+    count_streak_successes(successes)
+  end
   if gtoken ~= '' then
     if op == 'ok' or scope == 'provider' then
       settle_probe(G, gtoken, kind, retry_after)
@@ -285,6 +302,9 @@ elseif op == 'fail' or op == 'ok' then
     elseif gtoken ~= '' then
       add(B, 1, 0)
     end
+  end
+  if op == 'ok' and not late and (token ~= '' or gtoken ~= '') then
+    count_streak_successes(1) -- a probe's success, or a call that was the gate's probe
   end
   reply = {late = late}
 elseif op == 'release' then

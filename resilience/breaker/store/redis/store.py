@@ -6,8 +6,10 @@ processes' own clocks never disagree about a cooldown. The script returns the
 transitions it made, and only the process that ran it emits their audit events:
 each transition is audited once, whichever process caused it.
 
-Each process keeps a local view of the breakers it uses (a `SharedBreaker`, the
-ordinary state machine fed from Redis). The script publishes every transition on
+Each process keeps a local view of the breakers it uses (a `SharedBreaker`, in
+`shared.py`: the ordinary state machine, fed from Redis through its public interface
+only). This module talks to Redis: the connection, the scripts, the change channel,
+the outage and the resync. The script publishes every transition on
 a channel that all processes subscribe to, and a process that (re)connects loads
 the index of breakers that are not closed. So:
 
@@ -32,7 +34,8 @@ view is replaced by the shared one. Requests never wait for Redis to return.
 Keys are `<prefix>:b:<provider>:<tenant>` (a hash) and `<prefix>:p:...` (its
 probes), expiring `idle_ttl_s` after their last change (an open breaker's after
 its cooldown, plus that). Tenants that stop calling cost nothing. Request-rate
-(`rpm`) buckets stay per process.
+(`rpm`) buckets are shared too (`tokens.lua`); while Redis is away each process
+uses its own.
 """
 
 from __future__ import annotations
@@ -52,15 +55,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy.engine import make_url
 
 from resilience.breaker.events import BreakerState, BreakerTransition, TransitionReason
-from resilience.breaker.machine import (
-    ASK_STORE,
-    MAX_DURATION_S,
-    CircuitBreaker,
-    Permit,
-    check_duration,
-)
+from resilience.breaker.machine import ASK_STORE, MAX_DURATION_S, CircuitBreaker, Permit
 from resilience.breaker.policy import BreakerPolicy
 from resilience.breaker.store.memory import Emit, MemoryStore
+from resilience.breaker.store.redis.shared import Mirror, SharedBreaker, SharedView
 from resilience.errors import CircuitOpenError, ErrorKind
 from resilience.types import PROVIDER_WIDE, BreakerKey, Clock, ProviderName, TenantId
 
@@ -68,47 +66,15 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
+# SharedBreaker (shared.py) is named here too: it is the breaker this store makes
+__all__ = ["RedisStore", "SharedBreaker", "StoreStatus", "redact"]
+
 logger = logging.getLogger("resilience.breaker.store")
 T = TypeVar("T")
 
 SCRIPT = resources.files("resilience.breaker.store.redis").joinpath("breakers.lua").read_text()
 TOKENS = resources.files("resilience.breaker.store.redis").joinpath("tokens.lua").read_text()
 _CLOSED = BreakerState.CLOSED
-_OPEN = BreakerState.OPEN
-
-
-@dataclass(frozen=True, slots=True)
-class SharedView:
-    """A breaker as the script reported it; times are relative to the moment it ran."""
-
-    tenant: TenantId
-    provider: ProviderName
-    state: BreakerState
-    generation: int
-    wait_s: float
-    """Until a call may be admitted; inf for an admin open without a duration."""
-    cooldown_s: float
-    open_for_s: float | None
-    failures: int
-    calls: int
-    probe_ages: tuple[float, ...] = ()
-    """Half-open: how long ago each probe still out (in any process) was admitted."""
-
-    @classmethod
-    def parse(cls, raw: dict[str, Any]) -> SharedView:
-        ages = raw.get("pa")  # an empty Lua table comes as {}: no probes
-        return cls(
-            tenant=str(raw["t"]),
-            provider=str(raw["p"]),
-            state=BreakerState(raw["s"]),
-            generation=int(raw["g"]),
-            wait_s=math.inf if raw["w"] < 0 else float(raw["w"]),
-            cooldown_s=float(raw["cd"]),
-            open_for_s=None if raw["of"] < 0 else float(raw["of"]),
-            failures=int(raw["f"]),
-            calls=int(raw["c"]),
-            probe_ages=tuple(float(a) for a in ages) if isinstance(ages, list) else (),
-        )
 
 
 @dataclass(slots=True)
@@ -134,198 +100,6 @@ class StoreStatus:
             "local_verdicts": self.local_verdicts,
             "last_error": self.last_error,
         }
-
-
-class SharedBreaker(CircuitBreaker):
-    """A breaker whose state lives in Redis; its own fields are this process's view of it.
-
-    While the store is offline it is an ordinary process-local breaker.
-    """
-
-    __slots__ = ("_first_generation", "_store", "_verdicts", "unsent_successes")
-
-    def __init__(
-        self,
-        tenant: TenantId,
-        provider: ProviderName,
-        *,
-        store: RedisStore,
-        policy: BreakerPolicy,
-        clock: Clock,
-        wall_clock: Clock,
-        gate: CircuitBreaker | None,
-    ) -> None:
-        super().__init__(
-            tenant,
-            provider,
-            policy=policy,
-            clock=clock,
-            wall_clock=wall_clock,
-            observer=store,
-            gate=gate,
-        )
-        self._store = store
-        self.unsent_successes = 0
-        """Successes counted here and not yet sent to Redis."""
-        self._verdicts: set[asyncio.Task[None]] = set()
-        """Verdicts sent and not yet answered: until they are, admission asks Redis."""
-        self._first_generation = 0
-        """The generation of the first shared view this breaker took (0: none yet)."""
-        if store.online:
-            self._permit = Permit(0, shared=True)
-
-    # -- admission ---------------------------------------------------------------------------
-
-    def acquire(self) -> Permit:
-        if self._state is _CLOSED and not self._verdicts:
-            gate = self._gate
-            if gate is None or gate._state is _CLOSED:
-                return self._permit
-        return self._acquire_slow()
-
-    def _acquire_slow(self) -> Permit:
-        if not self._store.online:
-            return super()._acquire_slow()
-        now = self._clock()
-        if self._state is _OPEN and now < self._retry_at:
-            raise self._refusal(now)
-        gate = self._gate
-        # the gate refuses alone only a closed breaker's call: any other state answers first
-        # (its own refusal, or its move to half-open), as in a memory breaker
-        if (
-            gate is not None
-            and self._state is _CLOSED
-            and gate._state is _OPEN
-            and now < gate._retry_at
-        ):
-            raise self._gate_refusal(gate, now)
-        # a cooldown is over, probes are out, an admin opened it (and may have reset it a
-        # moment ago from another process), or this process's last failures are still on
-        # their way (they may trip it): only Redis knows who goes
-        return ASK_STORE
-
-    async def admit(self) -> Permit:
-        if self._store.online:
-            return await self._store.admit(self)
-        return self.acquire()
-
-    # -- verdicts ----------------------------------------------------------------------------
-
-    def record_success(self, permit: Permit) -> None:
-        store = self._store
-        if not store.online:
-            super().record_success(permit)
-        elif permit.token or (permit.gate is not None and permit.gate.token):
-            self._track(store.settle(self, permit, None, None))
-        elif permit.shared:
-            if (permit.generation or self._first_generation) < self._generation:
-                self.late_results += 1  # its breaker moved on since: not this window's call
-                return
-            now = self._clock()
-            if now >= self._bucket_end:
-                self._roll(now)
-            self._calls += 1
-            if not self.unsent_successes:
-                store.unsent.append(self)
-            self.unsent_successes += 1
-
-    def record_failure(
-        self, permit: Permit, kind: ErrorKind, *, retry_after_s: float | None = None
-    ) -> None:
-        store = self._store
-        if not store.online:
-            super().record_failure(permit, kind, retry_after_s=retry_after_s)
-        elif not kind.policy.counts_on_breaker:
-            self.release(permit)
-        elif permit.shared:
-            if (
-                not permit.token
-                and permit.gate is None
-                and self.shared_generation(permit) < self._generation
-            ):
-                self.late_results += 1  # late, as this view already knows: Redis need not hear
-                return
-            now = self._clock()
-            if now >= self._bucket_end:
-                self._roll(now)
-            self._calls += 1
-            self._fails += 1
-            self._track(store.settle(self, permit, kind, retry_after_s))
-
-    def release(self, permit: Permit) -> None:
-        store = self._store
-        if not store.online:
-            super().release(permit)
-            return
-        gate_token = permit.gate.token if permit.gate is not None else ""
-        if permit.token or gate_token:
-            store.spawn(store.release(self, permit.token, gate_token))
-
-    def shared_generation(self, permit: Permit) -> int:
-        """The permit's generation in Redis's numbering. One admitted before this view first
-        heard from Redis carries 0: it belongs to the generation first heard, so a transition
-        since (one this view saw) makes it late, as it does in a memory breaker."""
-        return permit.generation or self._first_generation
-
-    def _track(self, verdict: asyncio.Task[None]) -> None:
-        self._verdicts.add(verdict)
-        verdict.add_done_callback(self._verdicts.discard)
-
-    async def answered(self) -> None:
-        """Wait until Redis has answered every verdict this process sent for the breaker."""
-        if self._verdicts:
-            await asyncio.wait(list(self._verdicts))
-
-    # -- admin -------------------------------------------------------------------------------
-
-    def reset(self, *, actor: str | None = None, note: str | None = None) -> bool:
-        """Refused: a shared breaker changes in Redis first, so only `await areset()` can."""
-        raise TypeError("a shared breaker is reset with `await areset()`")
-
-    def force_open(
-        self, *, actor: str | None = None, duration_s: float | None = None, note: str | None = None
-    ) -> bool:
-        """Refused: a shared breaker changes in Redis first, so only `await aforce_open()` can."""
-        raise TypeError("a shared breaker is forced open with `await aforce_open()`")
-
-    async def areset(self, *, actor: str | None = None, note: str | None = None) -> bool:
-        detail = {"note": note} if note else {}
-        changed = await self._store.change(self, "reset", (), actor=actor, detail=detail)
-        if changed is None:  # Redis is away: this process's breaker is all there is
-            return super().reset(actor=actor, note=note)
-        return changed
-
-    async def aforce_open(
-        self, *, actor: str | None = None, duration_s: float | None = None, note: str | None = None
-    ) -> bool:
-        check_duration(duration_s)
-        detail: dict[str, Any] = {"note": note} if note else {}
-        if duration_s is not None:
-            detail["duration_s"] = duration_s
-        duration = "-1" if duration_s is None else repr(duration_s)
-        changed = await self._store.change(self, "force", (duration,), actor=actor, detail=detail)
-        if changed is None:
-            return super().force_open(actor=actor, duration_s=duration_s, note=note)
-        return changed
-
-    # -- the view ----------------------------------------------------------------------------
-
-    def apply(self, view: SharedView, at: float) -> None:
-        """Take the shared state reported at local time `at` as this process's view."""
-        self._state = view.state
-        self._generation = view.generation
-        if not self._first_generation:
-            self._first_generation = view.generation
-        self._permit = Permit(view.generation, shared=True)
-        # the probes out in every process: with all slots busy their watchdog is the wait
-        self._probes[:] = [
-            Permit(view.generation, probe=True, started_at=at - age) for age in view.probe_ages
-        ]
-        self._cooldown = view.cooldown_s
-        self._retry_at = at + view.wait_s
-        self._opened_at = None if view.open_for_s is None else at - view.open_for_s
-        if view.state is _CLOSED:
-            self._clear_window(at)
 
 
 def redact(url: str) -> str:
@@ -409,7 +183,7 @@ class RedisStore(MemoryStore):
         self._ttl = repr(idle_ttl_s)
         self._sync_interval_s = sync_interval_s
         self._reconnect_s = reconnect_s
-        self._mirror: dict[BreakerKey, tuple[SharedView, float]] = {}
+        self._mirror = Mirror()
         self._pubsub: PubSub | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -492,7 +266,7 @@ class RedisStore(MemoryStore):
         """Admission decided by Redis for everyone: half-open probes, a cooldown that is
         over, or a closed breaker whose last failures may have tripped it (their verdicts
         go first)."""
-        if breaker._verdicts:
+        if breaker.pending:
             await breaker.answered()
             permit = breaker.acquire()  # its view is up to date now: it may decide alone
             if permit is not ASK_STORE:
@@ -569,7 +343,7 @@ class RedisStore(MemoryStore):
 
     def breakers(self) -> Iterator[CircuitBreaker]:
         """Every breaker this process holds, and every breaker Redis has that is not closed."""
-        for tenant, provider in list(self._mirror):
+        for tenant, provider in self._mirror.pairs():
             if tenant == PROVIDER_WIDE:
                 self.gate(provider)
             else:
@@ -590,7 +364,7 @@ class RedisStore(MemoryStore):
             wall_clock=self._wall_clock,
             gate=gate,
         )
-        seen = self._mirror.get((tenant, provider))
+        seen = self._mirror.get(tenant, provider)
         if seen is not None and self.online:
             breaker.apply(*seen)
         return breaker
@@ -704,24 +478,11 @@ class RedisStore(MemoryStore):
             detail=merged,
         )
 
-    def _seen(self, view: SharedView, at: float, *, force: bool = False) -> None:
+    def _seen(self, view: SharedView, at: float) -> None:
         """A view of the shared state: keep it in the index and in the local breaker."""
-        key = (view.tenant, view.provider)
-        if view.state is _CLOSED:
-            self._mirror.pop(key, None)
-        else:
-            self._mirror[key] = (view, at)
-        if view.tenant == PROVIDER_WIDE:
-            breaker = self._gates.get(view.provider)
-        else:
-            breaker = self.peek(view.tenant, view.provider)
-        if not isinstance(breaker, SharedBreaker):
-            return
-        newer = view.generation > breaker._generation or (
-            view.generation == breaker._generation and view.state is not _CLOSED
-        )
-        if force or newer:
-            breaker.apply(view, at)
+        self._mirror.hear(view, at)
+        breaker = self.peek(view.tenant, view.provider)  # a gate for tenant `*`
+        if isinstance(breaker, SharedBreaker) and breaker.hear(view, at):
             self._pin(breaker)
 
     def _permit_from(self, breaker: SharedBreaker, reply: dict[str, Any]) -> Permit:
@@ -745,7 +506,10 @@ class RedisStore(MemoryStore):
         elif gate_token:
             permit = Permit(generation, shared=True)
         else:
-            return breaker._permit if breaker._permit.shared else Permit(generation, shared=True)
+            current = breaker.fast_permit
+            if current is None:  # a change heard meanwhile: the view is no longer closed
+                return Permit(breaker.generation, shared=True)
+            return current if current.shared else Permit(generation, shared=True)
         if gate_token:
             gate_generation = int(views[1]["g"])
             permit.gate = Permit(
@@ -830,18 +594,15 @@ class RedisStore(MemoryStore):
             raise
         self._pubsub = pubsub
         now = self._clock()
-        self._mirror.clear()
-        for view in json.loads(raw)["v"] or ():
-            parsed = SharedView.parse(view)
-            self._mirror[(parsed.tenant, parsed.provider)] = (parsed, now)
+        self._mirror.reload([SharedView.parse(view) for view in json.loads(raw)["v"] or ()], now)
         self.online = True
         self.stats.shared = True
         for breaker in list(MemoryStore.breakers(self)):
             if not isinstance(breaker, SharedBreaker):
                 continue
-            seen = self._mirror.get((breaker.tenant, breaker.provider))
+            seen = self._mirror.get(breaker.tenant, breaker.provider)
             if seen is None:
-                breaker.apply(_closed(breaker), now)
+                breaker.apply(SharedView.closed(breaker), now)
             else:
                 breaker.apply(*seen)
             self._pin(breaker)
@@ -855,16 +616,14 @@ class RedisStore(MemoryStore):
 
     async def _adopt(self) -> None:
         """Push the breakers this process opened while Redis was away."""
-        now = self._clock()
         for breaker in list(MemoryStore.breakers(self)):
-            state = breaker._state
-            if state is _CLOSED:
+            view = breaker.view()
+            if view.state is _CLOSED:
                 continue
-            wait = breaker._retry_at - now
             args = (
-                str(state),
-                "-1" if math.isinf(wait) else repr(max(wait, 0.0)),
-                repr(breaker._cooldown),
+                str(view.state),
+                "-1" if math.isinf(view.wait_s) else repr(view.wait_s),
+                repr(view.cooldown_s),
             )
             keys, argv = self._invocation("adopt", breaker.tenant, breaker.provider, args)
             await self._script(keys=keys, args=argv)
@@ -944,20 +703,6 @@ class RedisStore(MemoryStore):
 
 
 _NO_POLICY = ["1", "1", "1", "1", "1", "1", "1", "0", "0", "1"]
-
-
-def _closed(breaker: CircuitBreaker) -> SharedView:
-    return SharedView(
-        tenant=breaker.tenant,
-        provider=breaker.provider,
-        state=_CLOSED,
-        generation=0,
-        wait_s=0.0,
-        cooldown_s=breaker.policy.cooldown_s,
-        open_for_s=None,
-        failures=0,
-        calls=0,
-    )
 
 
 def _redis_errors() -> type[Exception]:

@@ -1,19 +1,21 @@
 """The Redis store's state machine (the Lua scripts, on the real Redis) against the memory
 store and the model, under the same random interleavings (hypothesis stateful).
 
-Every step runs on three sides: the reference model of `tests/test_breaker_model.py`
-(one tenant, no provider-wide rule), breakers of a `MemoryStore` and breakers of a
-`RedisStore`, both through the registry and the breakers' public calls. One fake clock
+Every step runs on three sides: the reference model of `tests/support/breaker_model.py`
+(`Model` for one tenant, `ProviderModel` for several tenants and their provider-wide gate),
+breakers of a `MemoryStore` and breakers of a `RedisStore`, both through the registry and
+the breakers' public calls. One fake clock
 drives all three: the Redis scripts take it as their time (`RedisStore(script_clock=...)`)
 instead of the server's `TIME`. After every step the Redis side's verdicts are flushed and
 its subscription drained (`flush()`, `heard()`), then the sides must agree on every
 breaker's state and wait, on every refusal's wait, and on the audit events emitted
 (tenant, from, to, reason, kind, cooldown).
 
-Two machines: one tenant held to the model as well, and three tenants of one provider with
-the provider-wide rules on (trips, streaks, the gate's probes), plus the shared request-rate
-buckets, where the memory store is the reference (its breakers are held to the model by the
-unit test). Regression tests for the disagreements found are at the end.
+Two machines: one tenant held to `Model` as well, and three tenants of one provider with
+the provider-wide rules on (trips, the streak, the gate's probes) held to `ProviderModel`,
+down to the streak's counts in both stores (calls admitted and answered steps later are the
+stragglers the streak must outlive), plus the shared request-rate buckets, where the memory
+store is the reference. Regression tests for the disagreements found are at the end.
 
 The Redis side is one store (one process); several processes on one Redis are the subject
 of `test_store.py` and `test_processes.py`. Without a Redis the tests skip, except under
@@ -45,7 +47,15 @@ from resilience.breaker.machine import ASK_STORE, CircuitBreaker, Permit
 from resilience.breaker.registry import BreakerRegistry
 from resilience.breaker.store.redis.store import RedisStore
 from resilience.errors import CircuitOpenError, ErrorKind
-from tests.support.breaker_model import KINDS, POLICY, Model, ModelPermit
+from tests.support.breaker_model import (
+    KINDS,
+    POLICY,
+    Model,
+    ModelPermit,
+    ProviderModel,
+    ProviderPermit,
+    streak_of,
+)
 from tests.support.clock import FakeClock
 from tests.support.servers import until
 
@@ -160,8 +170,10 @@ class Differential(RuleBasedStateMachine):
         # a busy machine may miss the first connection's timeout: the store retries on its own
         self.run(until(lambda: store.online, timeout_s=10.0, every_s=0.01))
         self.model: Model | None = None
-        """The reference model, where it applies (one tenant, no provider-wide rule)."""
-        self.out: list[tuple[str, Permit, Permit, ModelPermit | None]] = []
+        """The reference model of one tenant, where it applies (no provider-wide rule)."""
+        self.fleet: ProviderModel | None = None
+        """The reference model of several tenants and their gate, where it applies."""
+        self.out: list[tuple[str, Permit, Permit, ModelPermit | None, ProviderPermit | None]] = []
         self.outcomes: list[tuple[str, Outcome, Outcome]] = []
 
     def run(self, work: Any) -> Any:
@@ -189,6 +201,9 @@ class Differential(RuleBasedStateMachine):
     def do_admit(self, tenant: str) -> bool:
         """Admit one call on every side; they must agree on whether, and on the refusal."""
         expected = self.model.admit() if self.model is not None else None
+        in_fleet, fleet_refusal = (
+            self.fleet.admit(tenant) if self.fleet is not None else (None, None)
+        )
         memory_permit, memory_seen = self.run(self.memory.admit(tenant))
         redis_permit, redis_seen = self.run(self.redis.admit(tenant))
         self.settle()
@@ -196,6 +211,16 @@ class Differential(RuleBasedStateMachine):
         assert memory_seen[0] == redis_seen[0], (tenant, memory_seen, redis_seen)
         if self.model is not None:
             assert (expected is not None) == (memory_seen[0] == "admitted")
+        if self.fleet is not None:
+            assert (in_fleet is not None) == (memory_seen[0] == "admitted"), (tenant, memory_seen)
+            if fleet_refusal is not None:
+                state, wait, wide = fleet_refusal
+                assert (state, wide) == memory_seen[1][::2], (tenant, fleet_refusal, memory_seen)
+                assert close(wait, memory_seen[1][1]), (tenant, fleet_refusal, memory_seen)
+            else:
+                assert in_fleet is not None
+                gate_probe = in_fleet.gate is not None
+                assert memory_seen[1] == (in_fleet.own.probe is not None, gate_probe)
         if memory_seen[0] == "refused":
             (m_state, m_wait, m_wide), (r_state, r_wait, r_wide) = memory_seen[1], redis_seen[1]
             assert (m_state, m_wide) == (r_state, r_wide), (tenant, memory_seen, redis_seen)
@@ -205,7 +230,7 @@ class Differential(RuleBasedStateMachine):
         if expected is not None:
             assert memory_seen[1][0] == (expected.probe is not None)
         assert memory_permit is not None and redis_permit is not None
-        self.out.append((tenant, memory_permit, redis_permit, expected))
+        self.out.append((tenant, memory_permit, redis_permit, expected, in_fleet))
         return True
 
     def do_calls(self, tenant: str, kinds: list[ErrorKind | None]) -> None:
@@ -215,9 +240,11 @@ class Differential(RuleBasedStateMachine):
                 self.do_finish(len(self.out) - 1, kind, None)
 
     def do_finish(self, index: int, kind: ErrorKind | None, retry_after: float | None) -> None:
-        tenant, memory_permit, redis_permit, expected = self.out.pop(index)
+        tenant, memory_permit, redis_permit, expected, in_fleet = self.out.pop(index)
         if self.model is not None and expected is not None:
             self.model.settle(expected, kind, retry_after)
+        if self.fleet is not None and in_fleet is not None:
+            self.fleet.settle(in_fleet, kind, retry_after)
 
         async def verdicts() -> None:  # on the loop: the Redis side sends them from tasks
             for side, permit in ((self.memory, memory_permit), (self.redis, redis_permit)):
@@ -231,9 +258,11 @@ class Differential(RuleBasedStateMachine):
         self.settle()
 
     def do_cancel(self, index: int) -> None:
-        tenant, memory_permit, redis_permit, expected = self.out.pop(index)
+        tenant, memory_permit, redis_permit, expected, in_fleet = self.out.pop(index)
         if self.model is not None and expected is not None:
             self.model.release(expected)
+        if self.fleet is not None and in_fleet is not None:
+            self.fleet.release(in_fleet)
 
         async def releases() -> None:
             self.memory.breaker(tenant).release(memory_permit)
@@ -246,10 +275,14 @@ class Differential(RuleBasedStateMachine):
         self.clock.advance(seconds)
         if self.model is not None:
             self.model.now = self.clock.now
+        if self.fleet is not None:
+            self.fleet.set_now(self.clock.now)
 
     def do_reset(self, tenant: str) -> None:
         if self.model is not None:
             self.model.reset()
+        if self.fleet is not None:
+            self.fleet.reset(tenant)
         for side in (self.memory, self.redis):
             self.run(side.registry.areset(tenant, PROVIDER))
         self.settle()
@@ -257,6 +290,8 @@ class Differential(RuleBasedStateMachine):
     def do_force_open(self, tenant: str, duration: float | None) -> None:
         if self.model is not None:
             self.model.force_open(duration)
+        if self.fleet is not None:
+            self.fleet.force_open(tenant, duration)
         for side in (self.memory, self.redis):
             self.run(side.registry.aforce_open(tenant, PROVIDER, duration_s=duration))
         self.settle()
@@ -331,6 +366,11 @@ class ManyTenants(Differential):
     policy = WIDE
     tenants = TENANTS
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.fleet = self.reference = ProviderModel(self.clock.now, WIDE)
+        """The model itself (`fleet`, typed for the checks that need it)."""
+
     @rule(tenant=st.sampled_from(TENANTS))
     def admit(self, tenant: str) -> None:
         self.do_admit(tenant)
@@ -379,6 +419,27 @@ class ManyTenants(Differential):
     @invariant()
     def both_stores_agree(self) -> None:
         self.agree()
+
+    @invariant()
+    def both_stores_follow_the_model(self) -> None:
+        for tenant in (*TENANTS, "*"):
+            breaker = self.memory.breaker(tenant)
+            assert str(breaker.state) == self.reference.breaker(tenant).visible_state(), tenant
+            assert close(breaker.retry_after(), self.reference.wait(tenant)), tenant
+        moves = [(e.tenant_id, str(e.to_state)) for e in self.memory.sink.events]
+        assert moves == self.reference.log
+        assert self.streaks() == [self.reference.streak_counts()] * 2
+
+    def streaks(self) -> list[tuple[int, int]]:
+        """The gate's streak in each store: (failures, successes since it began)."""
+        memory = streak_of(self.memory.breaker("*"))
+        client = redis.Redis.from_url(self.url)
+        try:
+            raw = client.hmget(f"{self.prefix}:b:{PROVIDER}:*", ["sk", "ss"])
+        finally:
+            client.close()
+        failures, successes = (int(v) if v is not None else 0 for v in raw)
+        return [memory, (failures, successes if failures else 0)]
 
 
 EXAMPLES = settings(max_examples=300, stateful_step_count=40, deadline=None)
@@ -484,5 +545,43 @@ def test_a_success_that_was_also_the_gate_probe_counts_in_the_window(redis_url: 
         m.calls(tenant="t1", kinds=[None, None, fail])
         m.both_stores_agree()
         assert str(m.redis.breaker("t1").state) == "closed"
+    finally:
+        m.teardown()
+
+
+def test_a_straggler_success_does_not_end_the_streak_in_either_store(redis_url: str) -> None:
+    """A call admitted before the failures and answered among them (a straggler) leaves the
+    streak going in both stores: the fourth failure over two tenants opens the gate."""
+    fail = ErrorKind.SERVER_ERROR
+    m = many_tenants(redis_url)
+    try:
+        m.admit(tenant="t0")  # in flight when the provider starts failing
+        m.calls(tenant="t1", kinds=[fail, fail])
+        m.do_finish(0, None, None)  # the straggler: one success against two failures
+        m.both_stores_follow_the_model()
+        assert m.streaks() == [(2, 1), (2, 1)]
+        m.calls(tenant="t2", kinds=[fail, fail])
+        m.both_stores_agree()
+        m.both_stores_follow_the_model()
+        assert [e.reason for e in m.redis.sink.events if e.tenant_id == "*"] == ["provider_wide"]
+    finally:
+        m.teardown()
+
+
+def test_successes_that_outnumber_the_failures_end_the_streak_in_both_stores(
+    redis_url: str,
+) -> None:
+    """Batched successes (Redis counts them when they arrive) end it as the memory store's do."""
+    fail = ErrorKind.SERVER_ERROR
+    m = many_tenants(redis_url)
+    try:
+        m.calls(tenant="t1", kinds=[fail, fail])
+        m.calls(tenant="t0", kinds=[None, None])
+        assert m.streaks() == [(2, 2), (2, 2)]  # as many successes as failures: it holds
+        m.calls(tenant="t0", kinds=[None])
+        assert m.streaks() == [(0, 0), (0, 0)]
+        m.calls(tenant="t2", kinds=[fail, fail])
+        m.both_stores_follow_the_model()
+        assert all(e.tenant_id != "*" for e in m.redis.sink.events)
     finally:
         m.teardown()

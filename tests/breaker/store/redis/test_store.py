@@ -273,7 +273,7 @@ async def test_the_provider_wide_gate_opens_once_when_three_tenants_trip_on_thre
         assert refused.value.provider_wide
 
 
-async def test_a_streak_over_stores_opens_the_gate_and_a_success_ends_it(
+async def test_a_streak_over_stores_opens_the_gate_and_successes_end_it(
     redis_url: str, prefix: str
 ) -> None:
     policy = BreakerPolicy(
@@ -284,8 +284,9 @@ async def test_a_streak_over_stores_opens_the_gate_and_a_success_ends_it(
             await fail(f.breaker(n % 3, f"t{n % 3}"))
         await f.settle()
         ok = f.breaker(0, "t9")
-        ok.record_success(await admit(ok))
-        await f.store(0).flush()  # the success reaches Redis: the streak starts again
+        for _ in range(10):  # more successes than failures since the streak began
+            ok.record_success(await admit(ok))
+        await f.store(0).flush()  # the successes reach Redis: the streak starts again
         for n in range(9):
             await fail(f.breaker(n % 3, f"t{n % 3}"))
         await f.settle()
