@@ -28,7 +28,7 @@ import httpx2
 import openai
 
 from resilience import ChatRequest, Message, ResilientClient, RetryPolicy, Route, TenantPolicy
-from resilience.providers import build_provider
+from resilience.providers import ProviderSettings, build_provider
 
 Ask = Callable[[str], Awaitable[str]]
 
@@ -123,10 +123,10 @@ def ours(root: str, tenant_keys: Mapping[str, str] | None = None) -> Contender:
     """`ResilientClient` with default policies and the same retries (3 attempts per target)."""
     providers = {
         "primary": build_provider(
-            "primary", kind="openai", api_key=KEY, base_url=f"{root}/primary/v1"
+            "primary", ProviderSettings(kind="openai", api_key=KEY, base_url=f"{root}/primary/v1")
         ),
         "fallback": build_provider(
-            "fallback", kind="anthropic", api_key=KEY, base_url=f"{root}/fallback"
+            "fallback", ProviderSettings(kind="anthropic", api_key=KEY, base_url=f"{root}/fallback")
         ),
     }
     tenants = {t: TenantPolicy(api_keys={"primary": k}) for t, k in (tenant_keys or {}).items()}

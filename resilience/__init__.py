@@ -23,6 +23,8 @@ from resilience.errors import (
     UnknownRouteError,
 )
 from resilience.models import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, Message
+from resilience.providers import build_provider
+from resilience.providers.settings import ProviderSettings
 from resilience.retry import RetryPolicy
 from resilience.routing.health import HealthBoard, HealthSnapshot
 from resilience.routing.routes import Group, Route, Strategy, Target
@@ -59,6 +61,7 @@ __all__ = [
     "OutcomeStatus",
     "Permit",
     "ProviderError",
+    "ProviderSettings",
     "ResilienceError",
     "ResilientClient",
     "ResilientStream",
@@ -72,6 +75,7 @@ __all__ = [
     "TenantPolicy",
     "TransitionReason",
     "UnknownRouteError",
+    "build_provider",
     "classify",
     "current_tenant",
     "load_config",

@@ -128,11 +128,15 @@ assert str(single) == "anthropic:claude-sonnet-4-6"
     "The chaos upstream": """
 assert chaos.hit_count(upstream="openai") == 3
 """,
+    "Configuration": """
+assert local.base_url == "http://127.0.0.1:8000/v1" and local.location == "local"
+""",
 }
 
 EXPECTED_OUTPUT: dict[str, list[str]] = {
     "Use the breaker registry": ["skip openai for acme for 30 s"],
     "The chaos upstream": ["503", "503", "ok: hello (answered by chaos)", "3"],
+    "Configuration": ["local local True"],
 }
 """Lines the block prints, in order, among what it prints (the README's comments say so)."""
 

@@ -52,7 +52,7 @@ def parse_tenant(
         for name, spec in table(data, "routes", f"{path}.routes").items()
     }
     if local_only:
-        local = {p.name for p in providers.values() if p.location == "local"}
+        local = {p.name for p in providers.values() if p.settings.location == "local"}
         if not local:
             raise ConfigError(
                 f"{path}.local_only",

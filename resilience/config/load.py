@@ -52,33 +52,22 @@ from resilience.config.checks import (
     table,
 )
 from resilience.config.schema import (
+    DEFAULT_MAX_BODY_BYTES,
     AdminToken,
     Config,
     ConfigError,
-    Location,
     ProviderConfig,
-    ProviderKind,
     ServerConfig,
     TenantFrom,
 )
-from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
+from resilience.providers.settings import KINDS, LOCATIONS, ProviderSettings
 from resilience.retry import RetryPolicy
 from resilience.routing.routes import Group
 
 _SECTIONS = frozenset({"server", "breaker", "retry", "providers", "routes", "tenants", "admin"})
-_PROVIDER_KEYS = frozenset(
-    {
-        "kind",
-        "api_key_env",
-        "base_url",
-        "timeout_s",
-        "location",
-        "embeddings",
-        "breaker",
-        "rpm",
-        "max_response_bytes",
-    }
-)
+_SETTINGS_KEYS = frozenset(f.name for f in fields(ProviderSettings)) - {"api_key"}
+"""`[providers.NAME]` keys that are `ProviderSettings` fields: the key is never in the file."""
+_PROVIDER_KEYS = _SETTINGS_KEYS | {"api_key_env", "breaker", "rpm"}
 
 P = TypeVar("P", BreakerPolicy, RetryPolicy)
 
@@ -205,7 +194,14 @@ def _redis_prefix(prefix: str) -> str:
 
 
 def _server(data: Mapping[str, Any]) -> ServerConfig:
-    keys = {"tenant_from", "tenant_header", "metrics_token_sha256", "metrics_max_tenants"}
+    keys = {
+        "tenant_from",
+        "tenant_header",
+        "metrics_token_sha256",
+        "metrics_max_tenants",
+        "max_body_bytes",
+        "sdk_should_retry",
+    }
     only(data, "server", keys)
     tenant_from = choice(data, "tenant_from", "server", ("api_key", "header"), "api_key")
     header = string(data.get("tenant_header", "x-tenant-id"), "server.tenant_header")
@@ -218,11 +214,17 @@ def _server(data: Mapping[str, Any]) -> ServerConfig:
     max_tenants = number(data.get("metrics_max_tenants", 1000), path, integer=True)
     if max_tenants < 0:
         raise ConfigError(path, f"must be an integer >= 0, got {max_tenants!r}")
+    path = "server.max_body_bytes"
+    max_body = number(data.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), path, integer=True)
+    if max_body < 1024:
+        raise ConfigError(path, f"must be an integer >= 1024, got {max_body!r}")
     return ServerConfig(
         tenant_from=cast(TenantFrom, tenant_from),
         tenant_header=header.lower(),
         metrics_token_sha256=token,
         metrics_max_tenants=int(max_tenants),
+        max_body_bytes=int(max_body),
+        sdk_should_retry=flag(data.get("sdk_should_retry", False), "server.sdk_should_retry"),
     )
 
 
@@ -255,38 +257,33 @@ def _provider(
         raise ConfigError(path, "provider names are 1-64 characters of A-Z a-z 0-9 . _ -")
     data = as_table(value, path)
     only(data, path, _PROVIDER_KEYS)
-    kind = choice(data, "kind", path, ("anthropic", "openai"), None)
-    base_url = data.get("base_url")
-    if base_url is not None:
-        base_url = http_url(base_url, f"{path}.base_url")
-    raw_timeout = data.get("timeout_s", 60.0)
-    timeout = number(raw_timeout, f"{path}.timeout_s", integer=False)
-    if timeout <= 0:
-        raise ConfigError(f"{path}.timeout_s", f"must be a number > 0, got {raw_timeout!r}")
-    location = choice(data, "location", path, ("cloud", "local"), "cloud")
-    embeddings = flag(data.get("embeddings", kind == "openai"), f"{path}.embeddings")
-    if embeddings and kind == "anthropic":
-        raise ConfigError(
-            f"{path}.embeddings", "anthropic providers have no embeddings API; use kind = openai"
-        )
     overrides = table(data, "breaker", f"{path}.breaker")
     return ProviderConfig(
         name=name,
-        kind=cast(ProviderKind, kind),
+        settings=_settings(data, path),
         api_key_env=env_reference(data.get("api_key_env"), f"{path}.api_key_env", environ),
-        base_url=base_url,
-        timeout_s=float(timeout),
-        location=cast(Location, location),
-        embeddings=embeddings,
         breaker=_policy(BreakerPolicy, overrides, f"{path}.breaker", breaker),
         rpm=rpm(data.get("rpm", 0), f"{path}.rpm"),
-        max_response_bytes=_max_response_bytes(data, path),
     )
 
 
-def _max_response_bytes(data: Mapping[str, Any], path: str) -> int:
-    raw = data.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
-    value = number(raw, f"{path}.max_response_bytes", integer=True)
-    if value < 1024:
-        raise ConfigError(f"{path}.max_response_bytes", f"must be an integer >= 1024, got {raw!r}")
-    return int(value)
+def _settings(data: Mapping[str, Any], path: str) -> ProviderSettings:
+    """The TOML types are checked here; the values by `ProviderSettings`, whose errors name
+    the field, which is the key. An absent key keeps the settings' default."""
+    values: dict[str, Any] = {"kind": choice(data, "kind", path, KINDS, None)}
+    if "base_url" in data:
+        values["base_url"] = http_url(data["base_url"], f"{path}.base_url")
+    if "timeout_s" in data:
+        values["timeout_s"] = number(data["timeout_s"], f"{path}.timeout_s", integer=False)
+    if "location" in data:
+        values["location"] = choice(data, "location", path, LOCATIONS, None)
+    if "embeddings" in data:
+        values["embeddings"] = flag(data["embeddings"], f"{path}.embeddings")
+    if "max_response_bytes" in data:
+        raw = data["max_response_bytes"]
+        values["max_response_bytes"] = number(raw, f"{path}.max_response_bytes", integer=True)
+    try:
+        return ProviderSettings(**values)
+    except ValueError as exc:  # "timeout_s: must be a number > 0, got -5"
+        key, _, problem = str(exc).partition(": ")
+        raise ConfigError(f"{path}.{key}", problem) from None

@@ -9,18 +9,16 @@ password) are left out of every repr.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from resilience.breaker.policy import BreakerPolicy
 from resilience.errors import ResilienceError
-from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
+from resilience.providers.settings import ProviderSettings
 from resilience.retry import RetryPolicy
 from resilience.routing.routes import Route
 from resilience.types import ProviderName, TenantId
 
-ProviderKind = Literal["anthropic", "openai"]
-Location = Literal["cloud", "local"]
 TenantFrom = Literal["api_key", "header"]
 
 
@@ -39,9 +37,14 @@ class ConfigError(ResilienceError, ValueError):
         self.source = source
 
 
+DEFAULT_MAX_BODY_BYTES = 33_554_432
+"""32 MiB: a request carrying a few base64 images fits."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
-    """How the gateway tells tenants apart: gateway API keys, or a trusted header."""
+    """How the gateway tells tenants apart (gateway API keys, or a trusted header), and
+    how it answers."""
 
     tenant_from: TenantFrom = "api_key"
     tenant_header: str = "x-tenant-id"
@@ -50,29 +53,41 @@ class ServerConfig:
     metrics_max_tenants: int = 1000
     """Tenants not listed in `[tenants]` that get a metrics label of their own; the rest
     share the label `_other` (in header mode callers name tenants)."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """The largest request body the model endpoints read; a larger one is 413."""
+    sdk_should_retry: bool = False
+    """False: a failure answered after the gateway walked the route (its own retries and
+    fallbacks spent) carries `x-should-retry: false`, which the OpenAI and Anthropic SDKs
+    obey; true: no such header, the SDKs retry as they would."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderConfig:
-    """One upstream. `breaker` is `[breaker]` with this provider's overrides applied."""
+    """One upstream: how to reach it (`settings`, what its adapter is built from), where
+    its key is, and what the client does around it. `breaker` is `[breaker]` with this
+    provider's overrides applied."""
 
     name: ProviderName
-    kind: ProviderKind
+    settings: ProviderSettings
+    """Without the key (`api_key` is None): `settings_for` adds it when the adapter is built."""
     api_key_env: str | None = None
     """The NAME of the variable holding the key; None for keyless (local) servers."""
-    base_url: str | None = None
-    timeout_s: float = 60.0
-    location: Location = "cloud"
-    embeddings: bool = False
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     rpm: float = 0.0
     """Requests per minute this provider (this key) accepts, over all tenants; 0: unlimited."""
-    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
-    """A larger answer fails the attempt as `invalid_response` instead of filling memory."""
+
+    def __post_init__(self) -> None:
+        if self.settings.api_key is not None:
+            raise ValueError("settings.api_key: a config holds no key; name it in api_key_env")
 
     def api_key(self, environ: Mapping[str, str]) -> str | None:
         """The key itself, read at the last moment so it is never stored on this object."""
         return (environ.get(self.api_key_env) or None) if self.api_key_env else None
+
+    def settings_for(self, environ: Mapping[str, str]) -> ProviderSettings:
+        """`settings` with the key from `environ`, for `build_provider`."""
+        key = self.api_key(environ)
+        return self.settings if key is None else replace(self.settings, api_key=key)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

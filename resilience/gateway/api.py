@@ -1,9 +1,11 @@
-"""The model endpoints: `/v1/chat/completions`, `/v1/messages`, `/v1/embeddings`.
+"""The model endpoints: `/v1/chat/completions`, `/v1/messages`, `/v1/embeddings`, `/v1/models`.
 
 Thin: parse the public format, call the `ResilientClient`, answer in the same
-format. `AllTargetsFailed` is 503 with `Retry-After`; the caller's own errors
-keep the upstream's 4xx; a stream that fails after output began ends with the
-format's error event, never silently. A body that cannot be sent on (a lone
+format, errors included (`resilience.gateway.failures`: OpenAI's error body on the
+OpenAI endpoints, Anthropic's on `/v1/messages`). `AllTargetsFailed` is 503 with
+`Retry-After`, or 429 when the tenant's own rate limit is all that held it back; the
+caller's own errors keep the upstream's 4xx; a stream that fails after output began ends
+with the format's error event, never silently. A body that cannot be sent on (a lone
 surrogate, NaN, a model name no provider could have, a request the SDK failed to
 encode) is 400 `invalid_body` naming the field, before any upstream is called.
 """
@@ -16,65 +18,62 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from resilience.client.outcomes import Result
 from resilience.client.resilient import ResilientClient
 from resilience.client.streaming import ResilientStream
-from resilience.errors import (
-    AllTargetsFailed,
-    CircuitOpenError,
-    ErrorKind,
-    InvalidRequestError,
-    ProviderError,
-    UnknownRouteError,
+from resilience.config.schema import DEFAULT_MAX_BODY_BYTES
+from resilience.errors import AllTargetsFailed, ProviderError
+from resilience.gateway.catalog import models_for
+from resilience.gateway.failures import (
+    BodyTooLarge,
+    Failure,
+    failure_of,
+    own_rate_limit,
+    render,
 )
 from resilience.gateway.metrics import GatewayMetrics
 from resilience.gateway.wire import (
     AnthropicStreamWriter,
     OpenAIStreamWriter,
     WireError,
+    anthropic_model,
+    anthropic_model_page,
     chat_request_from_anthropic,
     chat_request_from_openai,
     chat_response_to_anthropic,
     chat_response_to_openai,
     embedding_request_from_openai,
     embedding_response_to_openai,
-    openai_error,
+    openai_model,
+    openai_model_list,
 )
-from resilience.models import ChatRequest, json_problem
-from resilience.tenancy.context import current_tenant_or_none
+from resilience.models import ChatRequest, json_problem, shown
+from resilience.tenancy.context import current_request_id, current_tenant, current_tenant_or_none
+from resilience.tenancy.middleware import ANTHROPIC_ERRORS, OPENAI_ERRORS, ErrorFormat
+
+__all__ = ["BodyTooLarge", "ModelEndpoints", "error_format_for", "failure_response"]
 
 Writer = OpenAIStreamWriter | AnthropicStreamWriter
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-def error(
-    status: int,
-    message: str,
-    *,
-    type_: str,
-    code: str | None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    return JSONResponse(
-        openai_error(message, type_=type_, code=code), status_code=status, headers=headers
-    )
-
-
 async def read_json(request: Request, limit: int) -> Any:
+    """The body as JSON, refused past `limit` bytes; the parts are joined once (linear)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
-    body = b""
+    parts: list[bytes] = []
+    size = 0
     async for part in request.stream():
-        body += part
-        if len(body) > limit:
+        size += len(part)
+        if size > limit:
             raise BodyTooLarge
+        parts.append(part)
+    body = b"".join(parts)
     try:
         value = _STRICT.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except _NotFinite:
@@ -106,57 +105,42 @@ _STRICT = json.JSONDecoder(parse_constant=_constant, parse_float=_finite)
 """Made once: `json.loads(..., parse_constant=...)` would build a decoder per request."""
 
 
-def _retry_after_header(seconds: float) -> int:
-    """Whole seconds, at least 1; an admin open without an end (inf) says 60: ask again."""
-    return max(1, math.ceil(seconds)) if math.isfinite(seconds) else 60
+def failure_response(
+    exc: Exception, *, anthropic: bool = False, sdk_should_retry: bool = False
+) -> Response:
+    """The HTTP answer for an error raised by parsing or by the client, in OpenAI's format
+    (or Anthropic's): see `resilience.gateway.failures`."""
+    return render(
+        failure_of(exc),
+        anthropic=anthropic,
+        request_id=current_request_id(),
+        sdk_should_retry=sdk_should_retry,
+    )
 
 
-def failure_response(exc: Exception) -> Response:
-    """The HTTP answer for an error raised by parsing or by the client."""
-    if isinstance(exc, BodyTooLarge):
-        return error(
-            413, "request body too large", type_="invalid_request_error", code="body_too_large"
-        )
-    if isinstance(exc, WireError | InvalidRequestError):
-        return error(400, str(exc), type_="invalid_request_error", code="invalid_body")
-    if isinstance(exc, UnknownRouteError):
-        return error(404, exc.message, type_="invalid_request_error", code="model_not_found")
-    if isinstance(exc, AllTargetsFailed):
-        retry = _retry_after_header(exc.retry_after_s or 1.0)
-        return error(
-            503,
-            exc.message,
-            type_="server_error",
-            code="all_targets_failed",
-            headers={"retry-after": str(retry)},
-        )
-    if isinstance(exc, CircuitOpenError):
-        retry = _retry_after_header(exc.retry_after_s)
-        return error(
-            503,
-            exc.message,
-            type_="server_error",
-            code="circuit_open",
-            headers={"retry-after": str(retry)},
-        )
-    if isinstance(exc, ProviderError) and not exc.sent and exc.kind is ErrorKind.BAD_REQUEST:
-        # it never left: the caller's body could not be sent (the field is named)
-        return error(400, exc.message, type_="invalid_request_error", code="invalid_body")
-    if isinstance(exc, ProviderError):
-        status = exc.status_code if exc.status_code and 400 <= exc.status_code < 500 else 400
-        if exc.kind not in (
-            ErrorKind.BAD_REQUEST,
-            ErrorKind.CONTENT_FILTER,
-            ErrorKind.CONTEXT_LENGTH,
-        ):
-            status = 502
-        return error(
-            status,
-            exc.message,
-            type_="invalid_request_error" if status < 500 else "server_error",
-            code=str(exc.kind),
-        )
-    raise exc
+def error_format_for(path: str, headers: Headers) -> ErrorFormat:
+    """The error format of a request: Anthropic's on `/v1/messages` (and below it) and on
+    `/v1/models` when the caller sends `anthropic-version` (Anthropic's SDKs always do);
+    OpenAI's everywhere else. `TenantMiddleware` refuses in it too."""
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return ANTHROPIC_ERRORS
+    if (path == "/v1/models" or path.startswith("/v1/models/")) and "anthropic-version" in headers:
+        return ANTHROPIC_ERRORS
+    return OPENAI_ERRORS
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (an unknown path, a wrong method) as JSON in the path's
+    format, instead of plain text an SDK cannot read."""
+    if not isinstance(exc, HTTPException):
+        raise exc
+    form = error_format_for(request.url.path, request.headers)
+    request_id = current_request_id() or ""
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    body = form.body(exc.status_code, code, str(exc.detail), request_id)
+    return JSONResponse(dict(body), exc.status_code, headers=exc.headers)
 
 
 def headers_for(result: Result[Any] | ResilientStream) -> dict[str, str]:
@@ -170,18 +154,26 @@ def headers_for(result: Result[Any] | ResilientStream) -> dict[str, str]:
 
 
 class ModelEndpoints:
-    """The three endpoints, bound to one client, a body size limit and the metrics."""
+    """The model endpoints, bound to one client, a body size limit and the metrics.
+
+    `sdk_should_retry` false (the default): answers given after the route was walked
+    carry `x-should-retry: false`. `wall` gives the `created` time the model list shows
+    (the endpoints' start: a route has no release date)."""
 
     def __init__(
         self,
         client: Callable[[], ResilientClient],
         *,
-        max_body_bytes: int,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         metrics: GatewayMetrics,
+        sdk_should_retry: bool = False,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._limit = max_body_bytes
         self._metrics = metrics
+        self._sdk_should_retry = sdk_should_retry
+        self._created = int(wall())
 
     def _record(
         self, started: float, result: Result[Any] | ResilientStream | None, exc: Exception | None
@@ -201,6 +193,22 @@ class ModelEndpoints:
             outcome = str(exc.kind)
         metrics.requests.labels(tenant, "", outcome).inc()
 
+    def _failure(self, started: float, exc: Exception, *, anthropic: bool) -> Response:
+        """Counted, then answered as `failure_response` does, or 429 when the tenant's own
+        rate limit is all that held the request back."""
+        limited = own_rate_limit(self._client(), exc) if isinstance(exc, AllTargetsFailed) else None
+        if limited is not None:
+            tenant = self._metrics.tenant(current_tenant_or_none())
+            self._metrics.requests.labels(tenant, "", "tenant_rate_limited").inc()
+        else:
+            self._record(started, None, exc)
+        return render(
+            limited or failure_of(exc),
+            anthropic=anthropic,
+            request_id=current_request_id(),
+            sdk_should_retry=self._sdk_should_retry,
+        )
+
     async def chat_completions(self, request: Request) -> Response:
         return await self._chat(
             request, chat_request_from_openai, chat_response_to_openai, OpenAIStreamWriter
@@ -217,18 +225,59 @@ class ModelEndpoints:
             model, body = embedding_request_from_openai(await read_json(request, self._limit))
             result = await self._client().embed(body, route=model)
         except Exception as exc:
-            self._record(started, None, exc)
-            return failure_response(exc)
+            return self._failure(started, exc, anthropic=False)
         self._record(started, result, None)
         return JSONResponse(
             embedding_response_to_openai(result.value, model=model), headers=headers_for(result)
         )
 
+    async def list_models(self, request: Request) -> Response:
+        """`GET /v1/models`: OpenAI's list, or one page of Anthropic's when the request
+        carries `anthropic-version` (`limit`, `after_id`, `before_id` as Anthropic's; a bad
+        `limit` is refused in either shape)."""
+        listed = models_for(self._client(), current_tenant())
+        anthropic = "anthropic-version" in request.headers
+        query = request.query_params
+        try:
+            limit = _limit(query.get("limit"))
+            if not anthropic:
+                data = [
+                    openai_model(m.id, owned_by=m.owned_by, created=self._created) for m in listed
+                ]
+                return JSONResponse(openai_model_list(data))
+            page = anthropic_model_page(
+                [anthropic_model(m.id, created=self._created) for m in listed],
+                limit=limit,
+                after_id=query.get("after_id"),
+                before_id=query.get("before_id"),
+            )
+        except WireError as exc:
+            return render(failure_of(exc), anthropic=anthropic, request_id=current_request_id())
+        return JSONResponse(page)
+
+    async def get_model(self, request: Request) -> Response:
+        """`GET /v1/models/{model}`: one entry of the list; 404 for a name it does not hold."""
+        wanted = request.path_params["model"]
+        anthropic = "anthropic-version" in request.headers
+        for m in models_for(self._client(), current_tenant()):
+            if m.id == wanted:
+                if anthropic:
+                    return JSONResponse(anthropic_model(m.id, created=self._created))
+                return JSONResponse(openai_model(m.id, owned_by=m.owned_by, created=self._created))
+        failure = Failure(
+            status=404,
+            message=f"model {shown(wanted, 80)!r} is not a route or target this tenant may use",
+            type_="invalid_request_error",
+            code="model_not_found",
+            param="model",
+        )
+        return render(failure, anthropic=anthropic, request_id=current_request_id())
+
     async def _chat(
         self,
         request: Request,
         parse: Callable[[Any], tuple[str, bool, ChatRequest]],
-        render: Callable[..., dict[str, Any]],
+        render_body: Callable[..., dict[str, Any]],
         writer: type[Writer],
     ) -> Response:
         started = time.perf_counter()
@@ -239,16 +288,24 @@ class ModelEndpoints:
             else:
                 result = await self._client().complete(body, route=model)
         except Exception as exc:
-            self._record(started, None, exc)
-            return failure_response(exc)
+            return self._failure(started, exc, anthropic=writer is AnthropicStreamWriter)
         self._record(started, opened if stream else result, None)
         if not stream:
-            return JSONResponse(render(result.value, model=model), headers=headers_for(result))
+            return JSONResponse(render_body(result.value, model=model), headers=headers_for(result))
         return StreamingResponse(
             _frames(opened, writer(model)),
             media_type="text/event-stream",
             headers=headers_for(opened),
         )
+
+
+def _limit(raw: str | None) -> int:
+    """Anthropic's `limit`: 1 to 1000, 20 when absent."""
+    if raw is None:
+        return 20
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= 1000):
+        raise WireError(f"limit: expected an integer from 1 to 1000, got {shown(raw, 40)!r}")
+    return int(raw)
 
 
 async def _frames(stream: ResilientStream, writer: Writer) -> AsyncIterator[bytes]:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Callable
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from resilience.gateway.wire import openai_error
+from resilience.tenancy.middleware import OPENAI_ERRORS, ErrorFormat, ErrorFormatFor
 
 DEFAULT_BODY_READ_TIMEOUT_S = 10.0
 
@@ -34,12 +36,15 @@ class BodyReadTimeoutMiddleware:
         *,
         timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
+        error_format: ErrorFormat | ErrorFormatFor = OPENAI_ERRORS,
     ) -> None:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s: expected a number > 0, got {timeout_s!r}")
         self.app = app
         self.timeout_s = timeout_s
         self._clock = clock
+        self.error_format = error_format
+        """The 408's shape, as `TenantMiddleware` takes it (the gateway passes the same)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,12 +78,16 @@ class BodyReadTimeoutMiddleware:
         except BodyReadTimeout:
             if started:
                 raise
-            await _request_timeout(send, self.timeout_s)
+            chosen = self.error_format
+            if not isinstance(chosen, ErrorFormat):
+                chosen = chosen(scope.get("path", ""), Headers(scope=scope))
+            await _request_timeout(send, self.timeout_s, chosen)
 
 
-async def _request_timeout(send: Send, timeout_s: float) -> None:
+async def _request_timeout(send: Send, timeout_s: float, form: ErrorFormat) -> None:
     message = f"request body not received within {timeout_s:g} s"
-    error = openai_error(message, type_="invalid_request_error", code="body_read_timeout")
+    request_id = uuid.uuid4().hex
+    error = form.body(408, "body_read_timeout", message, request_id)
     body = json.dumps(error).encode()
     await send(
         {
@@ -88,6 +97,7 @@ async def _request_timeout(send: Send, timeout_s: float) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *((name.encode(), request_id.encode()) for name in form.request_id_headers),
             ],
         }
     )

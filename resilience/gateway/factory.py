@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -30,7 +31,7 @@ from resilience.breaker.events import AuditSink
 from resilience.client.resilient import ResilientClient
 from resilience.gateway.admin import AdminEndpoints, unauthenticated
 from resilience.gateway.admin_guard import AdminGuard
-from resilience.gateway.api import ModelEndpoints
+from resilience.gateway.api import ModelEndpoints, error_format_for, http_error
 from resilience.gateway.body_timeout import BodyReadTimeoutMiddleware
 from resilience.gateway.metrics import GatewayMetrics
 from resilience.gateway.openapi import openapi
@@ -180,7 +181,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     gateway.metrics = metrics
     models = ModelEndpoints(
-        lambda: gateway.client, max_body_bytes=settings.max_body_bytes, metrics=metrics
+        lambda: gateway.client,
+        max_body_bytes=settings.body_limit,
+        metrics=metrics,
+        sdk_should_retry=config.server.sdk_should_retry,
     )
     admin = AdminEndpoints(config.admin_tokens, lambda: gateway.client, lambda: gateway.engine)
     if config.server.tenant_from == "api_key":
@@ -193,6 +197,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/v1/chat/completions", models.chat_completions, methods=["POST"]),
             Route("/v1/messages", models.messages, methods=["POST"]),
             Route("/v1/embeddings", models.embeddings, methods=["POST"]),
+            Route("/v1/models", models.list_models, methods=["GET"]),
+            Route("/v1/models/{model:path}", models.get_model, methods=["GET"]),
             *(Route(p, dashboard(*f), methods=["GET"]) for p, f in DASHBOARD_FILES.items()),
             Route("/admin/circuits", admin.circuits, methods=["GET"]),
             Route(circuit, admin.get_circuit, methods=["GET"]),
@@ -213,13 +219,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 refusal=unauthenticated,
                 public=DASHBOARD_FILES,
             ),
-            Middleware(BodyReadTimeoutMiddleware, timeout_s=settings.body_read_timeout_s),
+            Middleware(
+                BodyReadTimeoutMiddleware,
+                timeout_s=settings.body_read_timeout_s,
+                error_format=error_format_for,
+            ),
             Middleware(
                 TenantMiddleware,
                 resolver=resolver,
                 exempt_paths=("/healthz", "/readyz", "/metrics", "/openapi.json", "/admin/"),
+                error_format=error_format_for,
             ),
         ],
+        exception_handlers={HTTPException: http_error},
         lifespan=gateway.lifespan,
     )
     app.state.gateway = gateway

@@ -19,15 +19,88 @@ _ERROR = {
     "properties": {
         "error": {
             "type": "object",
-            "required": ["message", "type", "code"],
+            "required": ["message", "type", "param", "code"],
             "properties": {
                 "message": {"type": "string"},
                 "type": {"type": "string"},
                 "code": {"type": ["string", "null"]},
-                "param": {"type": ["string", "null"]},
+                "param": {"type": ["string", "null"], "description": "the field at fault"},
             },
         }
     },
+}
+_ANTHROPIC_ERROR = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {
+                "type": {
+                    "enum": [
+                        "invalid_request_error",
+                        "authentication_error",
+                        "permission_error",
+                        "not_found_error",
+                        "rate_limit_error",
+                        "api_error",
+                        "overloaded_error",
+                    ]
+                },
+                "message": {"type": "string"},
+            },
+        },
+        "request_id": {"type": ["string", "null"]},
+    },
+}
+_EITHER_ERROR = {
+    "oneOf": [_ERROR, _ANTHROPIC_ERROR],
+    "description": "Anthropic's shape when the request carries anthropic-version, else OpenAI's",
+}
+_OPENAI_MODEL = {
+    "type": "object",
+    "required": ["id", "object", "created", "owned_by"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "model"},
+        "created": {"type": "integer"},
+        "owned_by": {"type": "string"},
+    },
+}
+_ANTHROPIC_MODEL = {
+    "type": "object",
+    "required": ["type", "id", "display_name", "created_at"],
+    "properties": {
+        "type": {"const": "model"},
+        "id": {"type": "string"},
+        "display_name": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "lifecycle": {"enum": ["active", "deprecated", "retired"]},
+    },
+}
+_OPENAI_MODELS = {
+    "type": "object",
+    "required": ["object", "data"],
+    "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": _OPENAI_MODEL}},
+}
+_ANTHROPIC_MODELS = {
+    "type": "object",
+    "required": ["data", "has_more", "first_id", "last_id"],
+    "properties": {
+        "data": {"type": "array", "items": _ANTHROPIC_MODEL},
+        "has_more": {"type": "boolean"},
+        "first_id": {"type": ["string", "null"]},
+        "last_id": {"type": ["string", "null"]},
+    },
+}
+_ANTHROPIC_VERSION = {
+    "name": "anthropic-version",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "present (Anthropic's SDKs send it): answers and errors in Anthropic's shape",
 }
 _MESSAGE = {
     "type": "object",
@@ -86,9 +159,9 @@ _HEALTH = {
 }
 
 
-def _errors(*codes: int) -> dict[str, Any]:
+def _errors(*codes: int, schema: dict[str, Any] = _ERROR) -> dict[str, Any]:
     return {
-        str(code): {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
+        str(code): {"description": "error", "content": {"application/json": {"schema": schema}}}
         for code in codes
     }
 
@@ -103,7 +176,12 @@ def _dashboard_file(summary: str, media_type: str) -> dict[str, Any]:
     return {"get": {"summary": summary, "security": [], "responses": {"200": ok}}}
 
 
-def _model_endpoint(summary: str, body: dict[str, Any], streams: bool) -> dict[str, Any]:
+_MODEL_SECURITY: list[dict[str, list[str]]] = [{"gatewayKey": []}, {"tenantHeader": []}]
+
+
+def _model_endpoint(
+    summary: str, body: dict[str, Any], streams: bool, errors: dict[str, Any] = _ERROR
+) -> dict[str, Any]:
     ok: dict[str, Any] = {
         "description": "the answer",
         "content": {"application/json": {"schema": {"type": "object"}}},
@@ -113,9 +191,56 @@ def _model_endpoint(summary: str, body: dict[str, Any], streams: bool) -> dict[s
     return {
         "post": {
             "summary": summary,
-            "security": [{"gatewayKey": []}, {"tenantHeader": []}],
+            "description": "429: the tenant's own rpm limit held every target back "
+            "(Retry-After). 503: every target down (Retry-After). Answers given after the "
+            "gateway's own retries carry x-should-retry: false unless [server] "
+            "sdk_should_retry is true.",
+            "security": _MODEL_SECURITY,
             "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-            "responses": {"200": ok, **_errors(400, 401, 404, 413, 502, 503)},
+            "responses": {
+                "200": ok,
+                **_errors(400, 401, 404, 413, 429, 502, 503, schema=errors),
+            },
+        }
+    }
+
+
+def _model_list() -> dict[str, Any]:
+    page = [
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        _query("after_id", {"type": "string"}),
+        _query("before_id", {"type": "string"}),
+    ]
+    return {
+        "get": {
+            "summary": "the routes and provider:model targets this tenant may use; "
+            "limit, after_id and before_id page Anthropic's list",
+            "security": _MODEL_SECURITY,
+            "parameters": [_ANTHROPIC_VERSION, *page],
+            "responses": {
+                "200": _json({"oneOf": [_OPENAI_MODELS, _ANTHROPIC_MODELS]}),
+                **_errors(400, 401, schema=_EITHER_ERROR),
+            },
+        }
+    }
+
+
+def _model_entry() -> dict[str, Any]:
+    name = {
+        "name": "model",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1},
+    }
+    return {
+        "get": {
+            "summary": "one route or target this tenant may use",
+            "security": _MODEL_SECURITY,
+            "parameters": [name, _ANTHROPIC_VERSION],
+            "responses": {
+                "200": _json({"oneOf": [_OPENAI_MODEL, _ANTHROPIC_MODEL]}),
+                **_errors(401, 404, schema=_EITHER_ERROR),
+            },
         }
     }
 
@@ -209,8 +334,12 @@ def document() -> dict[str, Any]:
             "/v1/chat/completions": _model_endpoint(
                 "OpenAI-compatible chat completions", chat, True
             ),
-            "/v1/messages": _model_endpoint("Anthropic-compatible messages", messages, True),
+            "/v1/messages": _model_endpoint(
+                "Anthropic-compatible messages", messages, True, _ANTHROPIC_ERROR
+            ),
             "/v1/embeddings": _model_endpoint("OpenAI-compatible embeddings", embeddings, False),
+            "/v1/models": _model_list(),
+            "/v1/models/{model}": _model_entry(),
             "/admin/circuits": {
                 "get": {
                     "summary": "list breakers",

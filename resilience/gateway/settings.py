@@ -22,7 +22,9 @@ class Settings:
     database_url: str
     spool_path: Path
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int | None = None
+    """The largest request body read (413 past it); None: the config's
+    `[server] max_body_bytes` (32 MiB by default)."""
     body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S
     """A request body not complete this long after the request began gets 408."""
     migrate_on_start: bool = True
@@ -30,6 +32,13 @@ class Settings:
     """Monotonic seconds for the client's breakers, deadlines and health (tests move it)."""
     metrics_tenant_label: bool = True
     """Label request metrics by tenant; switch off when tenants are too many."""
+
+    @property
+    def body_limit(self) -> int:
+        """`max_body_bytes` when set, else the config's."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return self.config.server.max_body_bytes
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:

@@ -27,6 +27,7 @@ import struct
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from resilience.models import (
@@ -65,6 +66,22 @@ _ANTHROPIC_ERROR = {"overloaded": "overloaded_error", "rate_limited": "rate_limi
 
 class WireError(ValueError):
     """A request body that does not fit the format; the message names the field."""
+
+    @property
+    def param(self) -> str | None:
+        """The field the message names (`messages[2].role`), for the error body's `param`."""
+        return field_of(str(self))
+
+
+def field_of(message: str) -> str | None:
+    """The field path a `"<field>: <problem>"` message starts with; None for `body: ...`
+    (the whole body) and for messages that name no field."""
+    field, sep, _ = message.partition(": ")
+    if not sep or field == "body" or not field or len(field) > 256:
+        return None
+    if any(c.isspace() or c in "'\"" for c in field):
+        return None
+    return field
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -214,7 +231,11 @@ def embedding_request_from_openai(body: Any) -> tuple[str, EmbeddingRequest]:
 
 def chat_response_to_openai(response: ChatResponse, *, model: str) -> dict[str, Any]:
     """A `chat.completion` body; `model` is the name the caller asked for."""
-    message: dict[str, Any] = {"role": "assistant", "content": response.text or None}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": response.text or None,
+        "refusal": None,
+    }
     calls = [
         {
             "id": b.get("id"),
@@ -295,13 +316,79 @@ def embedding_response_to_openai(
     }
 
 
-def openai_error(message: str, *, type_: str, code: str | None) -> dict[str, Any]:
-    """The OpenAI error body, which the gateway uses for every error status."""
-    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+def openai_error(
+    message: str, *, type_: str, code: str | None, param: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error body: all four keys always there, `param` naming the bad field."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def anthropic_error(message: str, *, type_: str = "api_error") -> dict[str, Any]:
-    return {"type": "error", "error": {"type": type_, "message": message}}
+def anthropic_error(
+    message: str, *, type_: str = "api_error", request_id: str | None = None
+) -> dict[str, Any]:
+    """Anthropic's error body (an HTTP answer also carries the request id; an SSE error
+    event does not)."""
+    body: dict[str, Any] = {"type": "error", "error": {"type": type_, "message": message}}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return body
+
+
+# -- model lists ------------------------------------------------------------------------------
+
+
+def openai_model(model_id: str, *, owned_by: str, created: int) -> dict[str, Any]:
+    """One entry of `GET /v1/models`, or the answer of `GET /v1/models/{id}`."""
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
+
+
+def anthropic_model(model_id: str, *, created: int) -> dict[str, Any]:
+    """Anthropic's `ModelInfo`: the id is also the display name (a route or a target)."""
+    at = datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "type": "model",
+        "id": model_id,
+        "display_name": model_id,
+        "created_at": at,
+        "lifecycle": "active",
+    }
+
+
+def openai_model_list(models: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"object": "list", "data": models}
+
+
+def anthropic_model_page(
+    models: list[dict[str, Any]],
+    *,
+    limit: int = 20,
+    after_id: str | None = None,
+    before_id: str | None = None,
+) -> dict[str, Any]:
+    """One page of Anthropic's list: `limit` entries after `after_id` (or the last `limit`
+    before `before_id`), `has_more` saying whether the list goes on in that direction.
+    An id the list does not hold raises `WireError` naming the parameter."""
+    ids = [m["id"] for m in models]
+    if before_id is not None:
+        end = _position(ids, before_id, "before_id")
+        start = max(0, end - limit)
+        page, more = models[start:end], start > 0
+    else:
+        start = 0 if after_id is None else _position(ids, after_id, "after_id") + 1
+        page, more = models[start : start + limit], start + limit < len(models)
+    return {
+        "data": page,
+        "has_more": more,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+    }
+
+
+def _position(ids: list[str], wanted: str, param: str) -> int:
+    try:
+        return ids.index(wanted)
+    except ValueError:
+        raise WireError(f"{param}: no model with this id") from None
 
 
 def _openai_usage(prompt: int, completion: int) -> dict[str, int]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import httpx2
 
@@ -27,12 +27,12 @@ from resilience.models import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
-from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES, cap_response_size
+from resilience.providers.limits import cap_response_size
 from resilience.providers.sending import track_sending
+from resilience.providers.settings import Location as Location
+from resilience.providers.settings import ProviderKind as ProviderKind
+from resilience.providers.settings import ProviderSettings
 from resilience.types import ProviderName
-
-ProviderKind = Literal["anthropic", "openai"]
-Location = Literal["cloud", "local"]
 
 NO_KEY = "unused"
 """Sent when a provider has no key (local servers): the SDKs insist on one, and an
@@ -83,7 +83,8 @@ class SdkAdapter(Generic[C]):
 
     Per-tenant keys get their own SDK client (the key is part of the client),
     but every client of a provider shares the connection pool. The SDK client
-    is built explicitly: base URL and timeout set, SDK retries off.
+    is built explicitly: base URL and timeout set, SDK retries off. `http_client`
+    is a shared pool; None creates one, closed by `aclose()`.
     """
 
     kind: ProviderKind
@@ -93,25 +94,28 @@ class SdkAdapter(Generic[C]):
     def __init__(
         self,
         name: ProviderName,
+        settings: ProviderSettings,
         *,
-        api_key: str | None,
-        base_url: str | None = None,
-        timeout_s: float = 60.0,
-        location: Location = "cloud",
         http_client: httpx2.AsyncClient | None = None,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        if settings.kind != self.kind:
+            raise ValueError(
+                f"kind: {type(self).__name__} speaks {self.kind}, got settings for {settings.kind}"
+            )
         self.name = name
-        self.location: Location = location
-        self.base_url = base_url or self.default_base_url
+        self.settings = settings
+        self.location: Location = settings.location
+        self.can_embed = settings.can_embed
+        self.base_url = settings.base_url or self.default_base_url
+        timeout_s = settings.timeout_s
         self.timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0))
-        self._default_key = api_key or NO_KEY
+        self._default_key = settings.api_key or NO_KEY
         self._owns_http = http_client is None
         self.http_client = http_client or httpx2.AsyncClient(
             timeout=self.timeout,
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
         )
-        cap_response_size(self.http_client, max_response_bytes)
+        cap_response_size(self.http_client, settings.max_response_bytes)
         track_sending(self.http_client)
         self._clients: dict[str, C] = {}
 

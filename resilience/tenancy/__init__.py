@@ -7,11 +7,19 @@ from resilience.tenancy.context import (
     current_tenant_or_none,
     tenant_scope,
 )
-from resilience.tenancy.middleware import TenantMiddleware
+from resilience.tenancy.middleware import (
+    ANTHROPIC_ERRORS,
+    OPENAI_ERRORS,
+    ErrorFormat,
+    TenantMiddleware,
+)
 from resilience.tenancy.resolvers import ApiKeyResolver, HeaderResolver
 
 __all__ = [
+    "ANTHROPIC_ERRORS",
+    "OPENAI_ERRORS",
     "ApiKeyResolver",
+    "ErrorFormat",
     "HeaderResolver",
     "TenantMiddleware",
     "current_request_id",

@@ -31,6 +31,7 @@ from resilience.errors import ErrorKind
 from resilience.providers.anthropic import AnthropicProvider
 from resilience.providers.base import Provider
 from resilience.providers.openai import OpenAIProvider
+from resilience.providers.settings import ProviderSettings
 from resilience.retry import RetryPolicy
 from resilience.routing.routes import Group, Route, Strategy
 from resilience.routing.strategies import EXPLORE_EVERY
@@ -65,14 +66,17 @@ class Rig:
         providers: dict[str, Provider] = {
             m.provider: OpenAIProvider(
                 m.provider,
-                api_key="shared",
-                base_url=f"http://chaos/{m.provider}/v1",
+                ProviderSettings(
+                    kind="openai", api_key="shared", base_url=f"http://chaos/{m.provider}/v1"
+                ),
                 http_client=http,
             )
             for m in group.members
         }
         providers["fallback"] = AnthropicProvider(
-            "fallback", api_key="shared", base_url="http://chaos/fallback", http_client=http
+            "fallback",
+            ProviderSettings(kind="anthropic", api_key="shared", base_url="http://chaos/fallback"),
+            http_client=http,
         )
         steps: tuple[Group | str, ...] = (group, "fallback:claude-x") if fallback else (group,)
         registry = BreakerRegistry(

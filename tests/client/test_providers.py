@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import anthropic
 import httpx2
@@ -18,6 +19,7 @@ from resilience.providers.anthropic import AnthropicProvider
 from resilience.providers.anthropic import to_params as anthropic_params
 from resilience.providers.openai import OpenAIProvider
 from resilience.providers.openai import to_params as openai_params
+from resilience.providers.settings import ProviderSettings
 
 REQUEST = ChatRequest(
     messages=(
@@ -30,6 +32,12 @@ REQUEST = ChatRequest(
     stop=("END",),
     metadata={"user_id": "u-1"},
 )
+
+
+def settings(
+    kind: Literal["anthropic", "openai"], base_url: str, *, api_key: str = "k"
+) -> ProviderSettings:
+    return ProviderSettings(kind=kind, api_key=api_key, base_url=base_url)
 
 
 @pytest.fixture
@@ -59,8 +67,8 @@ async def test_both_kinds_normalise_responses(
     chaos_http: tuple[ChaosUpstream, httpx2.AsyncClient],
 ) -> None:
     _, http = chaos_http
-    claude = AnthropicProvider("a", api_key="k", base_url="http://c/a", http_client=http)
-    gpt = OpenAIProvider("o", api_key="k", base_url="http://c/o/v1", http_client=http)
+    claude = AnthropicProvider("a", settings("anthropic", "http://c/a"), http_client=http)
+    gpt = OpenAIProvider("o", settings("openai", "http://c/o/v1"), http_client=http)
     for provider in (claude, gpt):
         response = await provider.complete(REQUEST, model="m-1")
         assert response.text.startswith("ok: hello world")
@@ -74,7 +82,7 @@ async def test_embeddings_come_back_as_floats_in_input_order(
     chaos_http: tuple[ChaosUpstream, httpx2.AsyncClient],
 ) -> None:
     _, http = chaos_http
-    provider = OpenAIProvider("o", api_key="k", base_url="http://c/o/v1", http_client=http)
+    provider = OpenAIProvider("o", settings("openai", "http://c/o/v1"), http_client=http)
     result = await provider.embed(EmbeddingRequest(inputs=("x", "y", "x")), model="e")
     assert len(result.vectors) == 3 and result.vectors[0] == result.vectors[2]
     assert all(isinstance(v, float) for v in result.vectors[1])
@@ -84,7 +92,9 @@ async def test_per_tenant_keys_get_their_own_sdk_client_on_the_shared_pool(
     chaos_http: tuple[ChaosUpstream, httpx2.AsyncClient],
 ) -> None:
     chaos, http = chaos_http
-    provider = OpenAIProvider("o", api_key="shared", base_url="http://c/o/v1", http_client=http)
+    provider = OpenAIProvider(
+        "o", settings("openai", "http://c/o/v1", api_key="shared"), http_client=http
+    )
     await provider.complete(REQUEST, model="m")
     await provider.complete(REQUEST, model="m", api_key="tenant-key")
     assert provider.client() is not provider.client("tenant-key")
@@ -99,9 +109,9 @@ async def test_sdk_retries_are_off(
     chaos, http = chaos_http
     chaos.add_fault(Fault(status=503))
     provider = (
-        AnthropicProvider("p", api_key="k", base_url="http://c/p", http_client=http)
+        AnthropicProvider("p", settings("anthropic", "http://c/p"), http_client=http)
         if kind == "anthropic"
-        else OpenAIProvider("p", api_key="k", base_url="http://c/p/v1", http_client=http)
+        else OpenAIProvider("p", settings("openai", "http://c/p/v1"), http_client=http)
     )
     with pytest.raises((anthropic.InternalServerError, openai.InternalServerError)) as info:
         await provider.complete(REQUEST, model="m")
@@ -116,9 +126,9 @@ async def test_a_stream_without_its_end_marker_raises_after_its_chunks(
     chaos, http = chaos_http
     chaos.add_fault(Fault(no_end_marker=True))
     provider = (
-        AnthropicProvider("p", api_key="k", base_url="http://c/p", http_client=http)
+        AnthropicProvider("p", settings("anthropic", "http://c/p"), http_client=http)
         if kind == "anthropic"
-        else OpenAIProvider("p", api_key="k", base_url="http://c/p/v1", http_client=http)
+        else OpenAIProvider("p", settings("openai", "http://c/p/v1"), http_client=http)
     )
     texts: list[str] = []
     with pytest.raises(StreamTruncatedError):

@@ -18,7 +18,7 @@ from resilience.errors import InvalidRequestError, ResilienceError, UnknownRoute
 from resilience.retry import RetryPolicy
 from resilience.routing.routes import Group, Route, Strategy, Target
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gateway.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gateway.toml"
 ENV = {
     "ANTHROPIC_API_KEY": "sk-ant-secret-value",
     "OPENAI_API_KEY": "sk-openai-secret-value",
@@ -183,8 +183,8 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ),
     (
         with_("server.zzz", 1),
-        "server.zzz: unknown key (expected one of: metrics_max_tenants, "
-        "metrics_token_sha256, tenant_from, tenant_header)",
+        "server.zzz: unknown key (expected one of: max_body_bytes, metrics_max_tenants, "
+        "metrics_token_sha256, sdk_should_retry, tenant_from, tenant_header)",
     ),
     # types and numbers
     (
@@ -250,6 +250,10 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ),
     (
         with_("providers.openai.base_url", "ftp://h"),
+        "providers.openai.base_url: expected an http:// or https:// URL",
+    ),
+    (  # the prefix passes the loader; `ProviderSettings` finds no host and names its field
+        with_("providers.openai.base_url", "http://"),
         "providers.openai.base_url: expected an http:// or https:// URL",
     ),
     (

@@ -350,7 +350,7 @@ async def test_openapi_document_lists_every_route(running: Running) -> None:
     response = await running.http.get("/openapi.json")
     assert response.status_code == 200
     paths = set(response.json()["paths"])
-    routes = {getattr(r, "path", "") for r in running.app.routes} - {
+    routes = {getattr(r, "path_format", "") for r in running.app.routes} - {
         "/openapi.json",
         "/admin/",
         "/admin/summary",

@@ -19,6 +19,7 @@ from resilience.models import ChatChunk, ChatRequest, EmbeddingRequest, Message,
 from resilience.providers import Provider, build_provider
 from resilience.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicProvider
 from resilience.providers.openai import OpenAIProvider
+from resilience.providers.settings import ProviderSettings
 from tests.support.providers import KINDS, Kind, Sent, Upstream, recording_client
 
 HELLO = ChatRequest(messages=(Message(role="user", content="hello world"),))
@@ -187,7 +188,7 @@ async def test_sdk_clients_ignore_base_url_and_credential_environment_variables(
     assert sent.url.startswith("http://chaos/p/")
     assert sent.headers["authorization"] == "Bearer k-default"
     assert not {"openai-organization", "openai-project"} & set(sent.headers)
-    default = build_provider("d", kind=kind, api_key="k")
+    default = build_provider("d", ProviderSettings(kind=kind, api_key="k"))
     assert isinstance(default, AnthropicProvider | OpenAIProvider)
     assert "elsewhere" not in default.base_url
     await default.aclose()
@@ -238,7 +239,7 @@ async def test_closing_a_provider_closes_only_a_pool_it_created(upstream: Upstre
     shared = upstream.provider("openai")
     await shared.aclose()
     assert not upstream.http.is_closed
-    own = OpenAIProvider("own", api_key="k", base_url="http://chaos/own/v1")
+    own = OpenAIProvider("own", ProviderSettings(kind="openai", base_url="http://chaos/own/v1"))
     await own.aclose()
     assert own.http_client.is_closed
 
@@ -382,16 +383,15 @@ async def test_a_finished_stream_leaves_its_connection_to_the_next_call(
 
 async def test_build_provider_makes_each_kind_with_its_settings() -> None:
     http = httpx2.AsyncClient()
-    claude: Provider = build_provider(
-        "c", kind="anthropic", api_key="k", base_url="http://x/c", timeout_s=7, http_client=http
+    claude_settings = ProviderSettings(
+        kind="anthropic", api_key="k", base_url="http://x/c", timeout_s=7
     )
+    claude: Provider = build_provider("c", claude_settings, http_client=http)
     local: Provider = build_provider(
         "l",
-        kind="openai",
-        api_key=None,
-        base_url="http://x/l/v1",
-        location="local",
-        can_embed=False,
+        ProviderSettings(
+            kind="openai", base_url="http://x/l/v1", location="local", embeddings=False
+        ),
     )
     assert isinstance(claude, AnthropicProvider) and isinstance(local, OpenAIProvider)
     assert (claude.kind, claude.location, claude.can_embed, claude.base_url) == (
@@ -403,9 +403,8 @@ async def test_build_provider_makes_each_kind_with_its_settings() -> None:
     assert claude.timeout.read == 7 and claude.timeout.connect == 5
     assert claude.client()._client is http
     assert (local.kind, local.location, local.can_embed) == ("openai", "local", False)
-    assert build_provider("o", kind="openai", api_key="k").can_embed is True
-    with pytest.raises(ValueError, match=r"providers\.c\.embeddings: anthropic has no embeddings"):
-        build_provider("c", kind="anthropic", api_key="k", can_embed=True)
-    for provider in (claude, local):
+    default = build_provider("o", ProviderSettings(kind="openai"))
+    assert default.can_embed is True
+    for provider in (claude, local, default):
         await provider.aclose()
     await http.aclose()

@@ -23,6 +23,7 @@ from resilience.models import ChatRequest, EmbeddingRequest, Message
 from resilience.providers.anthropic import AnthropicProvider
 from resilience.providers.openai import OpenAIProvider
 from resilience.providers.sending import dispatch, track_sending, watch
+from resilience.providers.settings import ProviderSettings
 from tests.support.clock import FakeClock
 from tests.support.providers import KINDS, Kind, Upstream
 
@@ -76,9 +77,11 @@ async def test_a_refused_connection_still_counts_as_sent(kind: Kind) -> None:
     root = f"http://127.0.0.1:{_closed_port()}"
     provider: AnthropicProvider | OpenAIProvider
     if kind == "anthropic":
-        provider = AnthropicProvider("p", api_key="k", base_url=root, timeout_s=2)
+        settings = ProviderSettings(kind="anthropic", api_key="k", base_url=root, timeout_s=2)
+        provider = AnthropicProvider("p", settings)
     else:
-        provider = OpenAIProvider("p", api_key="k", base_url=f"{root}/v1", timeout_s=2)
+        settings = ProviderSettings(kind="openai", api_key="k", base_url=f"{root}/v1", timeout_s=2)
+        provider = OpenAIProvider("p", settings)
     try:
         with dispatch() as sending, pytest.raises(Exception, match="onnection"):
             await provider.complete(HI, model="m")
@@ -101,8 +104,9 @@ def test_the_hook_is_added_once_and_keeps_the_clients_own_hooks() -> None:
         return None
 
     client = httpx2.AsyncClient(event_hooks={"request": [mine]})
-    OpenAIProvider("a", api_key="k", http_client=client)
-    OpenAIProvider("b", api_key="k", http_client=client)
+    settings = ProviderSettings(kind="openai", api_key="k")
+    OpenAIProvider("a", settings, http_client=client)
+    OpenAIProvider("b", settings, http_client=client)
     track_sending(client)
     hooks = client.event_hooks["request"]
     assert hooks[0] is mine and len(hooks) == 2

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
+from dataclasses import replace
 
 import httpx2
 
@@ -19,6 +20,7 @@ from resilience.providers.anthropic import AnthropicProvider
 from resilience.providers.base import Provider
 from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
 from resilience.providers.openai import OpenAIProvider
+from resilience.providers.settings import ProviderSettings
 from resilience.retry import RetryPolicy
 from resilience.routing.routes import Route, Target
 from resilience.types import Clock, Sleep
@@ -83,31 +85,25 @@ def providers_for(
     timeout_s: float,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> dict[str, Provider]:
+    common = ProviderSettings(
+        kind="openai",
+        api_key="shared-key",
+        timeout_s=timeout_s,
+        max_response_bytes=max_response_bytes,
+    )
     return {
         "primary": OpenAIProvider(
-            "primary",
-            api_key="shared-key",
-            base_url=f"{root}/primary/v1",
-            timeout_s=timeout_s,
-            http_client=http,
-            max_response_bytes=max_response_bytes,
+            "primary", replace(common, base_url=f"{root}/primary/v1"), http_client=http
         ),
         "fallback": AnthropicProvider(
             "fallback",
-            api_key="shared-key",
-            base_url=f"{root}/fallback",
-            timeout_s=timeout_s,
+            replace(common, kind="anthropic", base_url=f"{root}/fallback"),
             http_client=http,
-            max_response_bytes=max_response_bytes,
         ),
         "local": OpenAIProvider(
             "local",
-            api_key=None,
-            base_url=f"{root}/local/v1",
-            timeout_s=timeout_s,
-            location="local",
+            replace(common, api_key=None, base_url=f"{root}/local/v1", location="local"),
             http_client=http,
-            max_response_bytes=max_response_bytes,
         ),
     }
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import httpx2
 
 from resilience.providers.anthropic import AnthropicProvider
-from resilience.providers.base import Location
 from resilience.providers.openai import OpenAIProvider
+from resilience.providers.settings import Location, ProviderSettings
 
 Kind = Literal["anthropic", "openai"]
 
@@ -42,24 +42,14 @@ class Upstream:
         can_embed: bool = True,
         timeout_s: float = 5.0,
     ) -> AnthropicProvider | OpenAIProvider:
-        if kind == "anthropic":
-            return AnthropicProvider(
-                name,
-                api_key=api_key,
-                base_url=f"{self.root}/{name}",
-                timeout_s=timeout_s,
-                location=location,
-                http_client=self.http,
-            )
-        return OpenAIProvider(
-            name,
-            api_key=api_key,
-            base_url=f"{self.root}/{name}/v1",
-            timeout_s=timeout_s,
-            location=location,
-            can_embed=can_embed,
-            http_client=self.http,
+        settings = ProviderSettings(
+            kind=kind, api_key=api_key, timeout_s=timeout_s, location=location
         )
+        if kind == "anthropic":  # it never embeds: `can_embed` is for openai only
+            settings = replace(settings, base_url=f"{self.root}/{name}")
+            return AnthropicProvider(name, settings, http_client=self.http)
+        settings = replace(settings, base_url=f"{self.root}/{name}/v1", embeddings=can_embed)
+        return OpenAIProvider(name, settings, http_client=self.http)
 
 
 def recording_client(sent: list[Sent], **kwargs: Any) -> httpx2.AsyncClient:

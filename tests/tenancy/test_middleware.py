@@ -21,7 +21,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from resilience.tenancy.context import current_request_id, current_tenant, current_tenant_or_none
-from resilience.tenancy.middleware import TenantMiddleware
+from resilience.tenancy.middleware import (
+    ANTHROPIC_ERRORS,
+    OPENAI_ERRORS,
+    ErrorFormat,
+    TenantMiddleware,
+)
 from resilience.tenancy.resolvers import (
     ApiKeyResolver,
     HeaderResolver,
@@ -147,8 +152,10 @@ async def serve_raw(app: ASGIApp, scope: Scope) -> list[Message]:
 
 
 def error_of(response: httpx.Response) -> dict[str, str]:
+    """The OpenAI-shaped refusal's error, less `param` (always there, null for a refusal)."""
     error: dict[str, str] = response.json()["error"]
-    assert set(error) == {"message", "type", "code"}
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error.pop("param") is None
     return error
 
 
@@ -515,3 +522,94 @@ async def test_a_long_rejection_message_is_cut_and_its_control_characters_escape
     assert len(message) == 200 and message.endswith("...")
     assert message.startswith("line\r\nline\r\n")
     assert b"\r" not in body and b"\n" not in body
+
+
+# -- error formats ------------------------------------------------------------------------------
+
+
+async def test_anthropic_errors_refuse_in_anthropics_shape_with_a_request_id_header() -> None:
+    app = Recorder(HeaderResolver(), error_format=ANTHROPIC_ERRORS)
+    async with client(app.asgi) as http:
+        missing = await http.get("/whoami", headers={"x-request-id": "req-9"})
+        served = await http.get("/whoami", headers={"x-tenant-id": "acme"})
+    assert missing.status_code == 401
+    assert missing.json() == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "missing x-tenant-id header"},
+        "request_id": "req-9",
+    }
+    assert missing.headers["request-id"] == missing.headers["x-request-id"] == "req-9"
+    assert served.headers["request-id"] == served.headers["x-request-id"]
+    assert app.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "anthropic_type"),
+    [
+        (400, "invalid_request_error"),
+        (403, "permission_error"),
+        (404, "not_found_error"),
+        (429, "rate_limit_error"),
+        (500, "api_error"),
+        (503, "overloaded_error"),
+    ],
+)
+async def test_each_status_gets_the_error_type_anthropic_gives_it(
+    status: int, anthropic_type: str
+) -> None:
+    def refuse(headers: Headers) -> str:
+        raise TenantRejected(status, "nope", "refused")
+
+    app = Recorder(refuse, error_format=ANTHROPIC_ERRORS)
+    sent = await serve_raw(app.asgi, raw_scope("http", []))
+    assert sent[0]["status"] == status
+    assert json.loads(sent[1]["body"])["error"]["type"] == anthropic_type
+    assert app.calls == 0
+
+
+async def test_a_chooser_picks_the_format_by_path_and_headers() -> None:
+    chosen: list[tuple[str, str | None]] = []
+
+    def by_path(path: str, headers: Headers) -> ErrorFormat:
+        chosen.append((path, headers.get("anthropic-version")))
+        if path.startswith("/static/") or "anthropic-version" in headers:
+            return ANTHROPIC_ERRORS
+        return OPENAI_ERRORS
+
+    app = Recorder(HeaderResolver(), error_format=by_path)
+    async with client(app.asgi) as http:
+        openai_shaped = await http.get("/whoami")
+        versioned = await http.get("/whoami", headers={"anthropic-version": "2023-06-01"})
+        exempt = await http.get("/healthz")
+    assert set(openai_shaped.json()) == {"error"} and "request-id" not in openai_shaped.headers
+    assert versioned.json()["type"] == "error" and "request-id" in versioned.headers
+    assert exempt.status_code == 200 and "request-id" not in exempt.headers
+    assert chosen == [("/whoami", None), ("/whoami", "2023-06-01"), ("/healthz", None)]
+
+
+async def test_an_applications_own_error_format_is_used_as_given() -> None:
+    def plain(status: int, code: str, message: str, request_id: str) -> dict[str, str]:
+        return {"status": str(status), "code": code, "detail": message, "trace": request_id}
+
+    app = Recorder(
+        HeaderResolver(), error_format=ErrorFormat(plain, ("x-request-id", "x-trace-id"))
+    )
+    sent = await serve_raw(
+        app.asgi, raw_scope("http", [(b"x-tenant-id", b"../x"), (b"x-request-id", b"t-1")])
+    )
+    body = json.loads(sent[1]["body"])
+    assert (body["status"], body["code"], body["trace"]) == ("400", "invalid_tenant", "t-1")
+    assert (b"x-trace-id", b"t-1") in sent[0]["headers"]
+
+
+def test_a_websocket_denial_uses_the_chosen_format() -> None:
+    app = Recorder(HeaderResolver(), error_format=ANTHROPIC_ERRORS)
+    with (
+        TestClient(app.asgi) as http,
+        pytest.raises(WebSocketDenialResponse) as denied,
+        http.websocket_connect("/ws"),
+    ):
+        pass
+    assert denied.value.status_code == 401
+    assert denied.value.json()["error"]["type"] == "authentication_error"
+    assert denied.value.headers["request-id"] == denied.value.headers["x-request-id"]
