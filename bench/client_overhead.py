@@ -27,6 +27,7 @@ from resilience.chaos import ChaosUpstream
 from resilience.client.resilient import ResilientClient
 from resilience.models import ChatRequest, Message
 from resilience.providers.openai import OpenAIProvider
+from resilience.providers.settings import ProviderSettings
 
 QUICK = "--quick" in sys.argv
 BLOCKS = 4 if QUICK else 20
@@ -49,9 +50,8 @@ async def main() -> None:
     bare = openai.AsyncOpenAI(
         api_key="k", base_url=f"{ROOT}/primary/v1", max_retries=0, http_client=http
     )
-    provider = OpenAIProvider(
-        "primary", api_key="k", base_url=f"{ROOT}/primary/v1", http_client=http
-    )
+    settings = ProviderSettings(kind="openai", api_key="k", base_url=f"{ROOT}/primary/v1")
+    provider = OpenAIProvider("primary", settings, http_client=http)
     client = ResilientClient(providers={"primary": provider})
     request = ChatRequest(messages=(Message(role="user", content="hello"),), max_tokens=16)
 

@@ -1,7 +1,8 @@
 """Retries of one target, through tenacity: full jitter, Retry-After, a budget, one deadline.
 
 `retry_call(fn, ...)` runs `fn(attempt_number)` under `tenacity.AsyncRetrying`
-with policies built from a `RetryPolicy`:
+with policies built from a `RetryPolicy` (attempt 1 runs before any of it; a caller
+that runs attempt 1 itself hands a retryable failure to `retry_rest`):
 
 - retry: only a `ProviderError` whose kind is retryable (timeouts, network,
   overload, server errors, invalid responses). Rate limits are not retried
@@ -24,6 +25,7 @@ multiply the load on a struggling provider.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -35,7 +37,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from resilience.breaker.policy import check_positive
-from resilience.breaker.window import SlidingCount
+from resilience.breaker.window import BUCKETS, rolled, total
 from resilience.deadline import Deadline
 from resilience.errors import ProviderError
 from resilience.idle import IdleMap
@@ -49,6 +51,7 @@ __all__ = [
     "WaitFullJitterOrRetryAfter",
     "full_jitter",
     "retry_call",
+    "retry_rest",
     "wait_retry_after",
 ]
 
@@ -88,29 +91,68 @@ def full_jitter(attempt: int, *, base: float, cap: float, rng: random.Random) ->
 
 
 class RetryBudget:
-    """Retries allowed for one (tenant, provider) pair: a share of its recent requests."""
+    """Retries allowed for one (tenant, provider) pair: a share of its recent requests.
 
-    __slots__ = ("_policy", "_requests", "_retries")
+    Both counts are sliding windows (`resilience.breaker.window`) on one bucket clock,
+    kept in this object's own slots as the breaker keeps its own: counting a request,
+    done once per step of every call, is one method and no other object.
+    """
+
+    __slots__ = (
+        "_bucket",
+        "_clock",
+        "_past_requests",
+        "_past_retries",
+        "_policy",
+        "_requests",
+        "_retries",
+        "_width",
+    )
 
     def __init__(self, policy: RetryPolicy, clock: Clock = time.monotonic) -> None:
         self._policy = policy
-        self._requests = SlidingCount(policy.budget_window_s, clock)
-        self._retries = SlidingCount(policy.budget_window_s, clock)
+        self._clock = clock
+        self._width = policy.budget_window_s / BUCKETS
+        self._bucket = math.floor(clock() / self._width)
+        self._requests = 0
+        """Requests in the current bucket."""
+        self._retries = 0
+        """Retries in the current bucket."""
+        self._past_requests = 0
+        """Requests in the buckets before, packed (`resilience.breaker.window.rolled`)."""
+        self._past_retries = 0
+        """Retries in the buckets before, packed the same way."""
 
     def record_request(self) -> None:
-        self._requests.add()
+        bucket = math.floor(self._clock() / self._width)
+        if bucket > self._bucket:
+            self._roll(bucket)
+        self._requests += 1
 
     def can_retry(self) -> bool:
-        allowed = (
-            self._policy.budget_min_retries + self._policy.budget_ratio * self._requests.count()
-        )
-        return self._retries.count() < allowed
+        self._roll(math.floor(self._clock() / self._width))
+        requests = self._requests + total(self._past_requests)
+        allowed = self._policy.budget_min_retries + self._policy.budget_ratio * requests
+        return self._retries + total(self._past_retries) < allowed
 
     def record_retry(self) -> None:
-        self._retries.add()
+        self._roll(math.floor(self._clock() / self._width))
+        self._retries += 1
+
+    def _roll(self, bucket: int) -> None:
+        steps = bucket - self._bucket
+        if steps <= 0:
+            return
+        self._past_requests = rolled(self._past_requests, self._requests, steps)
+        self._past_retries = rolled(self._past_retries, self._retries, steps)
+        self._requests = self._retries = 0
+        self._bucket = bucket
 
     def __repr__(self) -> str:
-        return f"RetryBudget(requests={self._requests.count()}, retries={self._retries.count()})"
+        self._roll(math.floor(self._clock() / self._width))
+        requests = self._requests + total(self._past_requests)
+        retries = self._retries + total(self._past_retries)
+        return f"RetryBudget(requests={requests}, retries={retries})"
 
 
 class RetryBudgets:
@@ -131,6 +173,14 @@ class RetryBudgets:
             if budget is None:
                 budget = RetryBudget(self._policy, self._clock)
                 self._budgets.put(key, budget)
+        return budget
+
+    def requested(self, key: BreakerKey) -> RetryBudget:
+        """`get(key)`, its new request recorded: what every step of every call does."""
+        budget = self._budgets.current.get(key)
+        if budget is None:
+            budget = self.get(key)
+        budget.record_request()
         return budget
 
     def __len__(self) -> int:
@@ -236,9 +286,38 @@ async def retry_call(
         _numbered(exc, 1)
         if not _retryable(exc):
             raise
-        first: ProviderError | None = exc
-    # Only a retryable failure pays for tenacity's machinery: the first failure is
-    # replayed to it as attempt 1, so every retry decision is tenacity's.
+        first = exc
+    return await retry_rest(
+        fn,
+        first,
+        policy=policy,
+        deadline=deadline,
+        budget=budget,
+        sleep=sleep,
+        rng=rng,
+        on_retry=on_retry,
+    )
+
+
+async def retry_rest(
+    fn: Callable[[int], Awaitable[T]],
+    failed: ProviderError,
+    *,
+    policy: RetryPolicy,
+    deadline: Deadline,
+    budget: RetryBudget | None = None,
+    sleep: Sleep = asyncio.sleep,
+    rng: random.Random | None = None,
+    on_retry: OnRetry | None = None,
+) -> T:
+    """`retry_call` once attempt 1 (its request recorded in `budget`) has failed with the
+    retryable `failed`: attempts 2 and later, as the rules above decide.
+
+    Only a retryable failure pays for tenacity's machinery: a caller that runs attempt 1
+    itself (the client's walk does, one coroutine fewer per call) hands the failure over
+    here. It is replayed to tenacity as attempt 1, so every retry decision is tenacity's.
+    """
+    first: ProviderError | None = failed
 
     async def step(number: int) -> T:
         nonlocal first

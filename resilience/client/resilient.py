@@ -62,7 +62,7 @@ from resilience.models import (
     shown,
 )
 from resilience.providers import Provider, build_provider
-from resilience.retry import RetryBudgets, RetryPolicy, retry_call, wait_retry_after
+from resilience.retry import RetryBudgets, RetryPolicy, retry_rest, wait_retry_after
 from resilience.routing.health import HealthBoard
 from resilience.routing.routes import Group, Route, Target
 from resilience.routing.strategies import Balancer
@@ -75,8 +75,8 @@ if TYPE_CHECKING:
     from resilience.config.schema import Config
 
 T = TypeVar("T")
-Call = Callable[[], Awaitable[T]]
-"""One provider call for one target, ready to run."""
+Call = Callable[[Provider, Target, str | None], Awaitable[T]]
+"""One provider call: `call(provider, target, api_key)`, made once the breaker admits it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,17 +189,7 @@ class ResilientClient:
         upstream's transport in tests; by default each provider has its own pool.
         """
         providers = {
-            name: build_provider(
-                name,
-                kind=p.kind,
-                api_key=p.api_key(environ),
-                base_url=p.base_url,
-                timeout_s=p.timeout_s,
-                location=p.location,
-                can_embed=p.embeddings,
-                http_client=http_client,
-                max_response_bytes=p.max_response_bytes,
-            )
+            name: build_provider(name, p.settings_for(environ), http_client=http_client)
             for name, p in config.providers.items()
         }
         registry = BreakerRegistry(
@@ -239,8 +229,8 @@ class ResilientClient:
     ) -> Result[ChatResponse]:
         """One chat completion through the route."""
 
-        def call(provider: Provider, target: Target, key: str | None) -> Call[ChatResponse]:
-            return lambda: provider.complete(request, model=target.model, api_key=key)
+        def call(provider: Provider, target: Target, key: str | None) -> Awaitable[ChatResponse]:
+            return provider.complete(request, model=target.model, api_key=key)
 
         won = await self._walk(route, tenant, call, request, embed=False, hold=False)
         return Result(won.value, won.target, won.attempts, won.outcomes)
@@ -250,8 +240,10 @@ class ResilientClient:
     ) -> Result[EmbeddingResponse]:
         """Embeddings through the route; targets that cannot embed are skipped."""
 
-        def call(provider: Provider, target: Target, key: str | None) -> Call[EmbeddingResponse]:
-            return lambda: provider.embed(request, model=target.model, api_key=key)
+        def call(
+            provider: Provider, target: Target, key: str | None
+        ) -> Awaitable[EmbeddingResponse]:
+            return provider.embed(request, model=target.model, api_key=key)
 
         won = await self._walk(route, tenant, call, request, embed=True, hold=False)
         return Result(won.value, won.target, won.attempts, won.outcomes)
@@ -262,19 +254,16 @@ class ResilientClient:
         """Open a stream: returns once the first chunk has arrived from some target."""
         Opened = tuple[AsyncGenerator[ChatChunk, None], ChatChunk | None]
 
-        def call(provider: Provider, target: Target, key: str | None) -> Call[Opened]:
-            async def open_stream() -> Opened:
-                upstream = provider.stream(request, model=target.model, api_key=key)
-                try:
-                    first = await anext(upstream)
-                except StopAsyncIteration:
-                    return upstream, None
-                except BaseException:
-                    await upstream.aclose()
-                    raise
-                return upstream, first
-
-            return open_stream
+        async def call(provider: Provider, target: Target, key: str | None) -> Opened:
+            upstream = provider.stream(request, model=target.model, api_key=key)
+            try:
+                first = await anext(upstream)
+            except StopAsyncIteration:
+                return upstream, None
+            except BaseException:
+                await upstream.aclose()
+                raise
+            return upstream, first
 
         won = await self._walk(route, tenant, call, request, embed=False, hold=True)
         upstream, first = won.value
@@ -337,25 +326,8 @@ class ResilientClient:
         self,
         route_name: str,
         tenant: TenantId | None,
-        call: Callable[[Provider, Target, str | None], Call[T]],
+        call: Call[T],
         request: ChatRequest | EmbeddingRequest,
-        *,
-        embed: bool,
-        hold: bool,
-    ) -> _Won[T]:
-        try:
-            return await self._walk_route(route_name, tenant, call, embed=embed, hold=hold)
-        except ProviderError as exc:
-            named = _named(exc, request)
-            if named is exc:
-                raise
-            raise named from exc.__cause__
-
-    async def _walk_route(
-        self,
-        route_name: str,
-        tenant: TenantId | None,
-        call: Callable[[Provider, Target, str | None], Call[T]],
         *,
         embed: bool,
         hold: bool,
@@ -369,16 +341,27 @@ class ResilientClient:
             tenant=tenant,
             policy=self.tenants.get(tenant, _DEFAULT_TENANT),
             call=call,
-            deadline=Deadline.after(self.retry.deadline_s, clock=self._clock),
+            # `Deadline.after`, whose check `RetryPolicy` has made already
+            deadline=Deadline(self._clock() + self.retry.deadline_s, self._clock),
             hold=hold,
             embed=embed,
             operation="embeddings" if embed else "chat",
             traced=traced,
         )
-        if not traced:
+        try:
+            if traced:
+                return await self._traced_walk(route, walk)
             return await self._walk_steps(route, walk)
+        except ProviderError as exc:
+            named = _named(exc, request)
+            if named is exc:
+                raise
+            raise named from exc.__cause__
+
+    async def _traced_walk(self, route: Route, walk: _Walk[T]) -> _Won[T]:
+        """`_walk_steps` in a span for the whole call."""
         attributes: dict[str, AttributeValue] = {
-            "resilience.tenant": tenant,
+            "resilience.tenant": walk.tenant,
             "resilience.route": route.name,
             "gen_ai.operation.name": walk.operation,
         }
@@ -425,121 +408,134 @@ class ResilientClient:
     ) -> _Won[T] | None:
         """Try one step: a target, or a group's members in the strategy's order.
 
-        The step is tried in passes, each under one tenacity attempt: a pass calls the
-        remaining members in order, one attempt each, moving to the next member at once
-        on failure, so a retry goes to another healthy member before the same one again.
-        A pass that failed is retried after the backoff with the members whose failure is
-        retryable, until the retry policy stops; then the route moves to its next step.
+        The step is tried in passes (`_pass`): a pass calls the remaining members in
+        order, one attempt each, moving to the next member at once on failure, so a retry
+        goes to another healthy member before the same one again. The first pass runs
+        here; one that failed retryably is retried after the backoff, with the members
+        whose failure is retryable, under tenacity (`retry_rest`) until the retry policy
+        stops; then the route moves to its next step.
         Raises `ProviderError` for a failure that must not fall back.
         """
-        candidates: list[Target] = []
+        tallies: list[_Tally] = []
+        skipping = walk.policy.local_only or walk.embed
         for target in members:
-            skip = self._skip_reason(self.providers[target.provider], walk.policy, embed=walk.embed)
+            skip = (
+                self._skip_reason(self.providers[target.provider], walk.policy, embed=walk.embed)
+                if skipping
+                else None
+            )
             if skip is None and walk.deadline.expired:
                 skip = OutcomeStatus.DEADLINE
             if skip is not None:
                 walk.outcomes.append(TargetOutcome(target, skip))
             else:
-                candidates.append(target)
-        if not candidates:
+                tallies.append(_Tally(target))
+        if not tallies:
             return None
-        tallies: dict[Target, _Tally] = {}
-        attempt_at = self._traced_attempt if walk.traced else self._measured_attempt
-
-        async def one_pass(number: int) -> tuple[T, Permit, CircuitBreaker, Target]:
-            again: list[Target] = []
-            retryable: ProviderError | None = None
-            for target in candidates:
-                tally = tallies.get(target)
-                if tally is None:
-                    tally = tallies[target] = _Tally(target)
-                if self._rated(target.provider, walk.policy) and not await self._within_rate(
-                    walk.tenant, target.provider, walk.policy
-                ):
-                    tally.rate_limited(self._token_wait_s(target.provider, walk))
-                    continue
-                breaker = self.registry.get(walk.tenant, target.provider)
-                tally.attempts += 1
-                try:
-                    value, permit = await attempt_at(walk, target, breaker, tally.attempts)
-                except CircuitOpenError as refused:
-                    tally.refused(refused.retry_after_s)
-                    continue
-                except DeadlineExceeded:
-                    tally.status = OutcomeStatus.DEADLINE
-                    raise
-                except ProviderError as exc:
-                    tally.failed(exc)
-                    if not exc.kind.policy.fallback:
-                        raise
-                    if exc.kind.policy.retryable:
-                        again.append(target)
-                        retryable = exc
-                    continue
-                tally.status = OutcomeStatus.SUCCEEDED
-                return value, permit, breaker, target
-            candidates[:] = again
-            if retryable is not None:
-                raise retryable
-            raise _StepFailed
-
-        budget = self.budgets.get((walk.tenant, budget_name))
+        candidates = tallies.copy()  # the members the next pass calls
+        budget = self.budgets.requested((walk.tenant, budget_name))
         try:
-            value, permit, breaker, target = await retry_call(
-                one_pass,
-                policy=self.retry,
-                deadline=walk.deadline,
-                budget=budget,
-                sleep=self._sleep,
-                rng=self._rng,
-            )
+            try:
+                value, permit, breaker, target = await self._pass(walk, candidates)
+            except ProviderError as exc:
+                if not exc.kind.policy.retryable:
+                    raise
+                value, permit, breaker, target = await retry_rest(
+                    lambda _: self._pass(walk, candidates),
+                    exc,
+                    policy=self.retry,
+                    deadline=walk.deadline,
+                    budget=budget,
+                    sleep=self._sleep,
+                    rng=self._rng,
+                )
         except ProviderError as exc:
             if not exc.kind.policy.fallback:
                 raise
         except (_StepFailed, DeadlineExceeded):
             pass
         else:
-            walk.outcomes.extend([t.outcome() for t in tallies.values()])
+            for tally in tallies:
+                if tally.reached:
+                    walk.outcomes.append(tally.outcome())
             return self._won(value, permit, breaker, target, walk.outcomes)
-        walk.outcomes.extend([t.outcome() for t in tallies.values()])
-        for target in members:
-            if target in candidates and target not in tallies:
-                walk.outcomes.append(TargetOutcome(target, OutcomeStatus.DEADLINE))
+        walk.outcomes.extend([t.outcome() for t in tallies if t.reached])
+        for tally in candidates:  # the deadline ran out before their turn
+            if not tally.reached:
+                walk.outcomes.append(TargetOutcome(tally.target, OutcomeStatus.DEADLINE))
         return None
 
-    async def _attempt(
+    async def _pass(
+        self, walk: _Walk[T], candidates: list[_Tally]
+    ) -> tuple[T, Permit, CircuitBreaker, Target]:
+        """One attempt at each of `candidates` in turn, until one answers.
+
+        Leaves in `candidates` the members whose failure is retryable and raises the last
+        such failure, else `_StepFailed`; raises a failure that must not fall back at once.
+        """
+        again: list[_Tally] = []
+        retryable: ProviderError | None = None
+        rated = self.rpm or walk.policy.rpm
+        attempt_at = self._traced_attempt if walk.traced else self._measured_attempt
+        for tally in candidates:
+            tally.reached = True
+            target = tally.target
+            if (
+                rated
+                and self._rated(target.provider, walk.policy)
+                and not await self._within_rate(walk.tenant, target.provider, walk.policy)
+            ):
+                tally.rate_limited(self._token_wait_s(target.provider, walk))
+                continue
+            breaker = self.registry.get(walk.tenant, target.provider)
+            tally.attempts += 1
+            try:
+                value, permit = await attempt_at(walk, target, breaker, tally.attempts)
+            except CircuitOpenError as refused:
+                tally.refused(refused.retry_after_s)
+                continue
+            except DeadlineExceeded:
+                tally.status = OutcomeStatus.DEADLINE
+                raise
+            except ProviderError as exc:
+                tally.failed(exc)
+                if not exc.kind.policy.fallback:
+                    raise
+                if exc.kind.policy.retryable:
+                    again.append(tally)
+                    retryable = exc
+                continue
+            tally.status = OutcomeStatus.SUCCEEDED
+            return value, permit, breaker, target
+        candidates[:] = again
+        if retryable is not None:
+            raise retryable
+        raise _StepFailed
+
+    def _attempt(
         self, walk: _Walk[T], target: Target, breaker: CircuitBreaker, number: int
-    ) -> tuple[T, Permit]:
+    ) -> Awaitable[tuple[T, Permit]]:
         """One attempt at `target` (in a span when tracing is on)."""
         if walk.traced:
-            return await self._traced_attempt(walk, target, breaker, number)
-        return await self._measured_attempt(walk, target, breaker, number)
+            return self._traced_attempt(walk, target, breaker, number)
+        return self._measured_attempt(walk, target, breaker, number)
 
-    async def _measured_attempt(
+    def _measured_attempt(
         self, walk: _Walk[T], target: Target, breaker: CircuitBreaker, number: int
-    ) -> tuple[T, Permit]:
+    ) -> Awaitable[tuple[T, Permit]]:
         """`attempt()`, with the call's latency and verdict recorded in the target's health."""
-        run = walk.call(
-            self.providers[target.provider], target, walk.policy.api_keys.get(target.provider)
+        provider = target.provider
+        return attempt(
+            walk.call,
+            self.providers[provider],
+            target,
+            walk.policy.api_keys.get(provider),
+            breaker=breaker,
+            deadline=walk.deadline,
+            number=number,
+            settle=not walk.hold,
+            health=self.health.member(target),
         )
-        health = self.health.member(target)
-        started = health.started()
-        try:
-            result = await attempt(
-                run, breaker=breaker, deadline=walk.deadline, number=number, settle=not walk.hold
-            )
-        except ProviderError as exc:
-            counts = exc.kind.policy.counts_on_breaker
-            if exc.sent or counts:
-                health.failed(started, counts=counts)
-            else:  # never left: the upstream's figures are not about it
-                health.abandoned()
-            raise
-        except BaseException:
-            health.abandoned()
-            raise
-        health.succeeded(started)
-        return result
 
     async def _traced_attempt(
         self, walk: _Walk[T], target: Target, breaker: CircuitBreaker, number: int
@@ -644,7 +640,9 @@ class ResilientClient:
         target: Target,
         outcomes: list[TargetOutcome],
     ) -> _Won[T]:
-        attempts = sum(o.attempts for o in outcomes)
+        attempts = 0
+        for outcome in outcomes:
+            attempts += outcome.attempts
         return _Won(value, permit, breaker, target, attempts, tuple(outcomes))
 
     @staticmethod
@@ -687,7 +685,7 @@ class _Walk(Generic[T]):
 
     tenant: TenantId
     policy: TenantPolicy
-    call: Callable[[Provider, Target, str | None], Call[T]]
+    call: Call[T]
     deadline: Deadline
     hold: bool
     embed: bool
@@ -705,6 +703,8 @@ class _Tally:
     attempts: int = 0
     error: ProviderError | None = None
     retry_after_s: float | None = None
+    reached: bool = False
+    """Whether a pass got to it (only those have an outcome; the rest ran out of time)."""
 
     def refused(self, retry_after_s: float | None) -> None:
         self.attempts -= 1  # nothing was called
@@ -722,6 +722,16 @@ class _Tally:
         self.retry_after_s = None
 
     def outcome(self) -> TargetOutcome:
+        if self.error is None:
+            if (
+                self.status is OutcomeStatus.SUCCEEDED
+                and self.attempts == 1
+                and self.retry_after_s is None
+            ):
+                return _answered_at_once(self.target)
+            return TargetOutcome(
+                self.target, self.status, attempts=self.attempts, retry_after_s=self.retry_after_s
+            )
         return _outcome(self.target, self.status, self.attempts, self.error, self.retry_after_s)
 
 
@@ -758,6 +768,23 @@ def _response_attributes(value: object) -> dict[str, object]:
     if isinstance(value, EmbeddingResponse):
         return {"gen_ai.response.model": value.model}
     return {}
+
+
+_ANSWERED_AT_ONCE: dict[int, TargetOutcome] = {}
+"""The usual outcome, a frozen value, built once per target rather than per call (a frozen
+dataclass pays a call per field). By the target's identity, checked on the way out:
+hashing a `Target` is a Python call, and routes keep their targets. Bounded: targets come
+from callers."""
+
+
+def _answered_at_once(target: Target) -> TargetOutcome:
+    """`TargetOutcome(target, SUCCEEDED, attempts=1)`."""
+    found = _ANSWERED_AT_ONCE.get(id(target))
+    if found is None or found.target is not target:
+        found = TargetOutcome(target, OutcomeStatus.SUCCEEDED, attempts=1)
+        if len(_ANSWERED_AT_ONCE) < 10_000:
+            _ANSWERED_AT_ONCE[id(target)] = found
+    return found
 
 
 def _outcome(

@@ -128,6 +128,7 @@ def error_format_for(path: str, headers: Headers) -> ErrorFormat:
         return ANTHROPIC_ERRORS
     return OPENAI_ERRORS
 
+
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 

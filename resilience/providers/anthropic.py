@@ -57,11 +57,12 @@ class AnthropicProvider(SdkAdapter[anthropic.AsyncAnthropic]):
     ) -> ChatResponse:
         watch()  # a failure before the request goes out is the caller's
         message = await self.client(api_key).messages.create(**to_params(request, model))
-        blocks = tuple(
-            normalise_block(block.model_dump(exclude_none=True)) for block in message.content
-        )
+        blocks = tuple(answer_block(block) for block in message.content)
         return ChatResponse(
-            text=text_of(blocks),
+            # the usual answer is one text block: its text, without text_of's walk
+            text=str(blocks[0]["text"])
+            if len(blocks) == 1 and blocks[0].get("type") == "text"
+            else text_of(blocks),
             content=blocks,
             finish_reason=finish_reason(message.stop_reason),
             raw_finish_reason=message.stop_reason,
@@ -178,6 +179,15 @@ def _outgoing(block: JSON) -> dict[str, Any]:
     if block.get("type") == "tool_use":  # only the fields the API accepts
         return {k: block[k] for k in ("type", "id", "name", "input") if k in block}
     return dict(block)
+
+
+def answer_block(block: Any) -> dict[str, Any]:
+    """An SDK content block of an answer, normalised: `normalise_block` of its dump, but a
+    text block, nearly every answer's only one, is read without the pydantic dump."""
+    if getattr(block, "type", None) == "text":
+        text = getattr(block, "text", None)
+        return {"type": "text", "text": text if text is not None else ""}
+    return normalise_block(block.model_dump(exclude_none=True))
 
 
 def normalise_block(block: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx2
 import openai
 from openai.types.chat import ChatCompletionMessage
 
@@ -28,10 +27,8 @@ from resilience.models import (
     tool_input,
     tool_spec,
 )
-from resilience.providers.base import Location, ProviderKind, SdkAdapter
-from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
+from resilience.providers.base import ProviderKind, SdkAdapter
 from resilience.providers.sending import watch
-from resilience.types import ProviderName
 
 
 class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
@@ -39,29 +36,6 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
 
     kind: ProviderKind = "openai"
     default_base_url = "https://api.openai.com/v1"
-
-    def __init__(
-        self,
-        name: ProviderName,
-        *,
-        api_key: str | None,
-        base_url: str | None = None,
-        timeout_s: float = 60.0,
-        location: Location = "cloud",
-        can_embed: bool = True,
-        http_client: httpx2.AsyncClient | None = None,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-    ) -> None:
-        super().__init__(
-            name,
-            api_key=api_key,
-            base_url=base_url,
-            timeout_s=timeout_s,
-            location=location,
-            http_client=http_client,
-            max_response_bytes=max_response_bytes,
-        )
-        self.can_embed = can_embed
 
     def _new_client(self, api_key: str) -> openai.AsyncOpenAI:
         client = openai.AsyncOpenAI(
@@ -91,7 +65,10 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
             finish = "content_filter"
         usage = completion.usage
         return ChatResponse(
-            text=text_of(blocks),
+            # the usual answer is one text block: its text, without text_of's walk
+            text=str(blocks[0]["text"])
+            if len(blocks) == 1 and blocks[0].get("type") == "text"
+            else text_of(blocks),
             content=blocks,
             finish_reason=finish,
             raw_finish_reason=choice.finish_reason,
@@ -200,7 +177,10 @@ def to_params(request: ChatRequest, model: str) -> dict[str, Any]:
     if request.system:
         messages.append({"role": "system", "content": request.system})
     for m in request.messages:
-        messages.extend(_messages(m))
+        if isinstance(m.content, str):  # plain text, the usual message: as `_messages` does
+            messages.append({"role": m.role, "content": m.content})
+        else:
+            messages.extend(_messages(m))
     params: dict[str, Any] = {"model": model, "messages": messages}
     if request.max_tokens is not None:
         params["max_tokens"] = request.max_tokens
@@ -212,7 +192,7 @@ def to_params(request: ChatRequest, model: str) -> dict[str, Any]:
         params["stop"] = list(request.stop)
     if request.tools:
         params["tools"] = [_tool(t) for t in request.tools]
-    choice = tool_choice_spec(request.tool_choice)
+    choice = tool_choice_spec(request.tool_choice) if request.tool_choice is not None else None
     if choice is not None:
         params["tool_choice"] = _TOOL_CHOICE.get(choice["type"]) or {
             "type": "function",

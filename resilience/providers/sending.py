@@ -14,40 +14,46 @@ when its request goes out (or `track_sending()` on its httpx2 client).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 import httpx2
 
 
 class Dispatch:
-    """One attempt's request: `watched` once the adapter reports, `sent` once it went out."""
+    """One attempt's request: `watched` once the adapter reports, `sent` once it went out.
 
-    __slots__ = ("sent", "watched")
+    `with Dispatch() as sending:` makes it the current one for the calls made inside the
+    block (the current task); a class rather than a generator, as every attempt opens one.
+    """
+
+    __slots__ = ("_token", "sent", "watched")
 
     def __init__(self) -> None:
         self.watched = False
         self.sent = False
+        self._token: Token[Dispatch | None] | None = None
 
     @property
     def left(self) -> bool:
         """False only when the adapter reported and the request never reached the transport."""
         return self.sent or not self.watched
 
+    def __enter__(self) -> Dispatch:
+        self._token = _CURRENT.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _CURRENT.reset(self._token)
+            self._token = None
+
 
 _CURRENT: ContextVar[Dispatch | None] = ContextVar("resilience_dispatch", default=None)
 
 
-@contextmanager
-def dispatch() -> Iterator[Dispatch]:
-    """A new `Dispatch` for the calls made inside the block (the current task)."""
-    current = Dispatch()
-    token = _CURRENT.set(current)
-    try:
-        yield current
-    finally:
-        _CURRENT.reset(token)
+def dispatch() -> Dispatch:
+    """A new `Dispatch` for the calls made inside `with dispatch() as sending:`."""
+    return Dispatch()
 
 
 def watch() -> None:
