@@ -198,6 +198,7 @@ LAYERS = (
     "providers",
     "audit",
     "config",
+    "formats",
     "client",
     "serving",
     "chaos",

@@ -27,6 +27,7 @@ from resilience.breaker.machine import BreakerSnapshot, check_duration
 from resilience.client.resilient import ResilientClient
 from resilience.config.checks import NAME as PROVIDER_NAME
 from resilience.config.schema import AdminToken
+from resilience.formats.wire import openai_error
 from resilience.gateway.admin_input import (
     BadInput,
     only_fields,
@@ -35,7 +36,6 @@ from resilience.gateway.admin_input import (
     shown,
     text_field,
 )
-from resilience.gateway.wire import openai_error
 from resilience.tenancy.resolvers import TENANT_ID, DigestMatcher
 from resilience.types import PROVIDER_WIDE, Clock
 

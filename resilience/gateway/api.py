@@ -28,16 +28,7 @@ from resilience.client.resilient import ResilientClient
 from resilience.client.streaming import ResilientStream
 from resilience.config.schema import DEFAULT_MAX_BODY_BYTES
 from resilience.errors import AllTargetsFailed, ProviderError
-from resilience.gateway.catalog import models_for
-from resilience.gateway.failures import (
-    BodyTooLarge,
-    Failure,
-    failure_of,
-    own_rate_limit,
-    render,
-)
-from resilience.gateway.metrics import GatewayMetrics
-from resilience.gateway.wire import (
+from resilience.formats.wire import (
     AnthropicStreamWriter,
     OpenAIStreamWriter,
     WireError,
@@ -52,6 +43,15 @@ from resilience.gateway.wire import (
     openai_model,
     openai_model_list,
 )
+from resilience.gateway.catalog import models_for
+from resilience.gateway.failures import (
+    BodyTooLarge,
+    Failure,
+    failure_of,
+    own_rate_limit,
+    render,
+)
+from resilience.gateway.metrics import GatewayMetrics
 from resilience.models import ChatRequest, json_problem, shown
 from resilience.tenancy.context import current_request_id, current_tenant, current_tenant_or_none
 from resilience.tenancy.middleware import ANTHROPIC_ERRORS, OPENAI_ERRORS, ErrorFormat

@@ -34,7 +34,7 @@ from resilience.errors import (
     ProviderError,
     UnknownRouteError,
 )
-from resilience.gateway.wire import WireError, anthropic_error, field_of, openai_error
+from resilience.formats.wire import WireError, anthropic_error, field_of, openai_error
 from resilience.tenancy.middleware import anthropic_error_type
 from resilience.types import PROVIDER_WIDE, TenantId
 

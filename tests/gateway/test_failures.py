@@ -7,9 +7,9 @@ import json
 import pytest
 
 from resilience.errors import AllTargetsFailed, ErrorKind, InvalidRequestError, ProviderError
+from resilience.formats.wire import WireError, field_of
 from resilience.gateway.api import failure_response
 from resilience.gateway.failures import failure_of, render
-from resilience.gateway.wire import WireError, field_of
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionUserMessageParam
 
 from resilience.chaos import Fault
-from resilience.gateway.wire import OpenAIStreamWriter, chat_response_to_openai, openai_error
+from resilience.formats.wire import OpenAIStreamWriter, chat_response_to_openai, openai_error
 from resilience.models import ChatChunk, ChatResponse, ToolCallDelta, Usage
 from tests.gateway.configured import auth, openai_sdk, serve
 from tests.gateway.schemas import assert_valid, problems

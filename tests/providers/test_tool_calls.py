@@ -12,7 +12,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from resilience.gateway.wire import (
+from resilience.formats.wire import (
     AnthropicStreamWriter,
     chat_request_from_anthropic,
     chat_request_from_openai,

@@ -14,7 +14,7 @@ import pytest
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 
-from resilience.gateway.wire import (
+from resilience.formats.wire import (
     AnthropicStreamWriter,
     OpenAIStreamWriter,
     WireError,

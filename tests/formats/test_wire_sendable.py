@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resilience.gateway.wire import (
+from resilience.formats.wire import (
     WireError,
     chat_request_from_anthropic,
     chat_request_from_openai,
