@@ -5,13 +5,32 @@ what your configuration does when a provider fails, with no API key and no netwo
 
 Routes, for any upstream name U (one server plays many providers)::
 
-    POST /U/v1/messages            Anthropic Messages (JSON and SSE)   base_url=f"{root}/U"
-    POST /U/v1/chat/completions    OpenAI chat (JSON and SSE)          base_url=f"{root}/U/v1"
-    POST /U/v1/embeddings          OpenAI embeddings (float / base64)  base_url=f"{root}/U/v1"
+    POST /U/v1/messages               Anthropic Messages (JSON and SSE)   base_url=f"{root}/U"
+    POST /U/v1/messages/count_tokens  Anthropic token count               base_url=f"{root}/U"
+    POST /U/v1/chat/completions       OpenAI chat (JSON and SSE)          base_url=f"{root}/U/v1"
+    POST /U/v1/embeddings             OpenAI embeddings (float / base64)  base_url=f"{root}/U/v1"
+    GET  /U/v1/models                 a fixed list, OpenAI's shape (Anthropic's with an
+                                      `anthropic-version` header); never faulted nor recorded
 
 Healthy answers are deterministic: the text is ``ok: <first 40 chars of the last user
 message> (answered by chaos)``, streamed one word per chunk, with usage counted in words;
-embeddings are 8 numbers derived from a hash of each input.
+embeddings are 8 numbers (or `dimensions`) derived from a hash of each input (a string or a
+token array); `count_tokens` counts the words of the system prompt and every message.
+They honour the fields clients parse the answer with, so those clients work unchanged:
+
+- OpenAI `response_format` json_schema: the content is JSON valid against the schema
+  (`resilience.chaos.schema_instance`); json_object: an instance of a schema written in
+  the prompt (instructor's JSON mode), else ``{"answer": <the text>}``.
+- OpenAI `tool_choice` forcing a function (by name, or "required"): a tool call whose
+  arguments are valid against its `parameters`, streamed in argument pieces; Anthropic
+  `tool_choice` "tool" / "any": a `tool_use` block, streamed as `input_json_delta`s.
+- OpenAI `logprobs` / `top_logprobs`, `service_tier` (echoed); usage always carries
+  OpenAI's token details, and every answer a `system_fingerprint`.
+- Anthropic `thinking`: a signed thinking block first (`thinking_delta`s and a
+  `signature_delta` in a stream); `output_config.format`: JSON text valid against it;
+  `cache_control` anywhere: the marked prefix is a cache write the first time this
+  upstream and model see it and a read after (`cache_creation_input_tokens`,
+  `cache_read_input_tokens`; both 0 without `cache_control`).
 
 Script faults from Python::
 
@@ -29,14 +48,17 @@ Script faults from Python::
         sdk = anthropic.AsyncAnthropic(base_url=f"{root}/claude", api_key="x")
 
     chaos.hits, chaos.hit_count(upstream="openai")                    # what was asked
+    chaos.hits[-1].body                                               # the JSON body as received
 
-The first live rule that matches (upstream, model, api_key, api; None matches anything)
-decides a request's fault; `times=N` rules expire after N matches. Fields of `Fault`
+The first live rule that matches (upstream, model, api_key, api: "messages", "chat",
+"embeddings" or "count_tokens"; None matches anything) decides a request's fault;
+`times=N` rules expire after N matches. Fields of `Fault`
 combine: `latency_s`, `hang`, `status` (+ `error_type`, `error_code`, `message`,
 `retry_after`, `retry_after_ms`), `wrong_content_type`, `malformed_body`, `truncated_body`,
 `body_bytes` (padding), and for streams `chunk_delay_s`, `error_event_after_chunks`,
 `drop_after_chunks`, `reset_after_chunks`, `stall_after_chunks`, `no_end_marker` (N counts
-content chunks; an N past the end applies just before the end of the stream).
+content chunks: words of text or thinking, pieces of tool arguments; an N past the end
+applies just before the end of the stream).
 
 From another process (`resilience chaos --port 8900`), script it over HTTP::
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 EMBEDDING_DIMS = 8
@@ -34,15 +35,41 @@ def last_user_text(messages: Any) -> str:
     return ""
 
 
+def texts_in(value: Any) -> Iterator[str]:
+    """Every text of a system prompt, messages or blocks: strings under "text" or "content"
+    (and under "system" / "block", the keys the prompt cache files them under)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from texts_in(item)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in ("text", "content", "system", "block"):
+                yield from texts_in(item)
+
+
 def token_count(text: str) -> int:
     """A stand-in for a tokenizer: words, at least one."""
     return max(1, len(text.split()))
 
 
-def embedding(text: str) -> list[float]:
-    """A deterministic vector in [-1, 1) derived from the text; exact as float32."""
-    digest = hashlib.sha256(text.encode()).digest()
-    return [(b - 128) / 128 for b in digest[:EMBEDDING_DIMS]]
+def embedding(text: str, dims: int = EMBEDDING_DIMS) -> list[float]:
+    """A deterministic vector in [-1, 1) derived from the text; exact as float32.
+
+    Its first numbers do not depend on `dims`, as with OpenAI's shortened embeddings.
+    """
+    digest = b""
+    while len(digest) < dims:
+        salt = f"#{len(digest) // 32}" if digest else ""
+        digest += hashlib.sha256((text + salt).encode()).digest()
+    return [(b - 128) / 128 for b in digest[:dims]]
+
+
+def stable_id(prefix: str, *parts: str) -> str:
+    """An id made from what it names, so two identical requests get identical answers."""
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()
+    return f"{prefix}{digest[:24]}"
 
 
 def sse(data: Any, event: str | None = None) -> bytes:

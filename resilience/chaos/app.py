@@ -16,11 +16,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from resilience.chaos import anthropic_api, openai_api
-from resilience.chaos.answers import last_user_text
+from resilience.chaos import anthropic_api, openai_api, required
+from resilience.chaos.healthy import healthy, models
 from resilience.chaos.inprocess import ChaosTransport
+from resilience.chaos.prompt_cache import PromptCache
 from resilience.chaos.script import Api, Fault, Hit, Script
-from resilience.chaos.stream import TRANSPORT_KEY, EventStream, transport_of, until_disconnect
+from resilience.chaos.stream import TRANSPORT_KEY, transport_of, until_disconnect
 from resilience.serving import serve_asgi
 from resilience.types import Clock, Sleep
 
@@ -57,7 +58,8 @@ class _NoResponse(Response):
 
 
 class ChaosUpstream:
-    """Serves `/U/v1/messages`, `/U/v1/chat/completions` and `/U/v1/embeddings` for any name U.
+    """Serves `/U/v1/messages`, `/U/v1/messages/count_tokens`, `/U/v1/chat/completions`,
+    `/U/v1/embeddings` and `/U/v1/models` for any name U.
 
     An Anthropic SDK uses `base_url=f"{root}/U"`, an OpenAI SDK `f"{root}/U/v1"`. Faults
     are scripted with `add_fault` (or `POST /_chaos/faults` from another process); every
@@ -79,11 +81,14 @@ class ChaosUpstream:
     ) -> None:
         self._script = Script(clock, seed=seed)
         self._sleep = sleep
+        self._cache = PromptCache()
         self._app = _ChaosApp(
             routes=[
                 Route(f"/{_UPSTREAM}/v1/messages", self._messages, methods=["POST"]),
+                Route(f"/{_UPSTREAM}/v1/messages/count_tokens", self._count, methods=["POST"]),
                 Route(f"/{_UPSTREAM}/v1/chat/completions", self._chat, methods=["POST"]),
                 Route(f"/{_UPSTREAM}/v1/embeddings", self._embeddings, methods=["POST"]),
+                Route(f"/{_UPSTREAM}/v1/models", self._models, methods=["GET"]),
                 Route("/_chaos/faults", self._faults, methods=["GET", "POST", "DELETE"]),
                 Route("/_chaos/faults/{rule_id:int}", self._remove, methods=["DELETE"]),
                 Route("/_chaos/sequence", self._sequence, methods=["POST"]),
@@ -153,9 +158,10 @@ class ChaosUpstream:
         self._script.rules.clear()
 
     def reset(self) -> None:
-        """Forget every fault and every hit."""
+        """Forget every fault, every hit and every cached prompt prefix."""
         self._script.rules.clear()
         self._script.hits.clear()
+        self._cache.clear()
 
     @property
     def hits(self) -> list[Hit]:
@@ -210,6 +216,13 @@ class ChaosUpstream:
     async def _embeddings(self, request: Request) -> Response:
         return await self._answer(request, "embeddings")
 
+    async def _count(self, request: Request) -> Response:
+        return await self._answer(request, "count_tokens")
+
+    async def _models(self, request: Request) -> Response:
+        """A fixed list, never faulted nor recorded: clients ask it once at start-up."""
+        return JSONResponse(models(anthropic="anthropic-version" in request.headers))
+
     async def _answer(self, request: Request, api: Api) -> Response:
         upstream = request.path_params["upstream"]
         api_key = _api_key(request)
@@ -222,8 +235,8 @@ class ChaosUpstream:
             self._script.record(Hit(upstream, api, None, api_key, False, None, at))
             return _error(api, Fault(status=400, message="chaos: the body is not a JSON object"))
         model = body.get("model") if isinstance(body.get("model"), str) else None
-        stream = body.get("stream") is True and api != "embeddings"
-        fault = self._script.take(upstream, api, model, api_key, stream) or Fault()
+        stream = body.get("stream") is True and api in ("messages", "chat")
+        fault = self._script.take(upstream, api, model, api_key, stream, body) or Fault()
         if fault.latency_s and await _gone_during(request, self._sleep(fault.latency_s)):
             return _NoResponse()
         if fault.hang:
@@ -233,23 +246,18 @@ class ChaosUpstream:
             return _error(api, fault)
         if fault.wrong_content_type:
             return Response("<html><body>502 Bad Gateway</body></html>", media_type="text/html")
-        model = model or "chaos-model"
-        if api == "embeddings":
-            raw = body.get("input")
-            inputs = [raw] if isinstance(raw, str) else [str(i) for i in raw or []]
-            encoding = "base64" if body.get("encoding_format") == "base64" else "float"
-            return _json(openai_api.embeddings(model, inputs, encoding), fault)
-        prompt = last_user_text(body.get("messages"))
-        if api == "messages":
-            if stream:
-                return EventStream(anthropic_api.stream(model, prompt, fault), fault, self._sleep)
-            return _json(anthropic_api.message(model, prompt), fault)
-        if stream:
-            options = body.get("stream_options")
-            usage = isinstance(options, dict) and options.get("include_usage") is True
-            frames = openai_api.stream(model, prompt, fault, include_usage=usage)
-            return EventStream(frames, fault, self._sleep)
-        return _json(openai_api.completion(model, prompt), fault)
+        refused = required.problem(api, body)
+        if refused is not None:  # what the real API refuses, it refuses here too
+            return _error(api, Fault(status=400, message=refused))
+        return healthy(
+            api,
+            upstream=upstream,
+            model=model or "chaos-model",
+            body=body,
+            fault=fault,
+            sleep=self._sleep,
+            cache=self._cache,
+        )
 
     # -- control API for other processes ---------------------------------------------------
 
@@ -345,20 +353,9 @@ def _error(api: Api, fault: Fault) -> Response:
         headers["retry-after"] = fault.retry_after
     if fault.retry_after_ms is not None:
         headers["retry-after-ms"] = fault.retry_after_ms
-    if api == "messages":
+    if api in ("messages", "count_tokens"):
         body, ids = anthropic_api.error(status, fault.error_type, fault.message, fault.error_code)
         headers.update(ids)
     else:
         body = openai_api.error(status, fault.error_type, fault.error_code, fault.message)
     return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _json(payload: dict[str, Any], fault: Fault) -> Response:
-    if fault.body_bytes:
-        payload = {**payload, "chaos_padding": "x" * fault.body_bytes}
-    text = json.dumps(payload)
-    if fault.malformed_body:
-        text = "{chaos: this is not json"
-    elif fault.truncated_body:
-        text = text[: len(text) // 2]
-    return Response(text, media_type="application/json")

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
-Api = Literal["messages", "chat", "embeddings"]
+Api = Literal["messages", "chat", "embeddings", "count_tokens"]
 APIS: tuple[Api, ...] = get_args(Api)
 
 _COUNTS = (
@@ -119,6 +119,8 @@ class Hit:
     stream: bool
     fault: Fault | None
     at: float
+    body: dict[str, Any] | None = None
+    """The JSON request body exactly as received (None when it was not a JSON object)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +131,7 @@ class Hit:
             "stream": self.stream,
             "fault": self.fault.as_dict() if self.fault else None,
             "at": self.at,
+            "body": self.body,
         }
 
 
@@ -217,7 +220,13 @@ class Script:
         return len(self.rules) < before
 
     def take(
-        self, upstream: str, api: Api, model: str | None, api_key: str | None, stream: bool
+        self,
+        upstream: str,
+        api: Api,
+        model: str | None,
+        api_key: str | None,
+        stream: bool,
+        body: dict[str, Any] | None = None,
     ) -> Fault | None:
         """The fault for this request (consuming one use of its rule), recorded as a hit."""
         fault = None
@@ -230,7 +239,7 @@ class Script:
                 fault = rule.fault
                 break
         self.rules = [r for r in self.rules if r.remaining is None or r.remaining > 0]
-        self.record(Hit(upstream, api, model, api_key, stream, fault, self.clock()))
+        self.record(Hit(upstream, api, model, api_key, stream, fault, self.clock(), body))
         return fault
 
     def record(self, hit: Hit) -> None:

@@ -111,12 +111,16 @@ async def test_the_hit_log_records_every_request_in_order(inproc: Upstream) -> N
     assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == ANSWER
     await inproc.openai("c").embeddings.create(model="emb", input="x")
     start = 1_000.0
+    claude = {"max_tokens": 5, "messages": MESSAGES, "model": "claude"}
+    gpt = {"messages": MESSAGES, "model": "gpt"}
+    emb = {"input": "x", "model": "emb", "encoding_format": "base64"}  # the SDK's default
     assert inproc.chaos.hits == [
-        Hit("a", "messages", "claude", "ka", False, None, start),
-        Hit("b", "chat", "gpt", "kb", False, fault, start + 1.5),
-        Hit("b", "chat", "gpt", "k", True, None, start + 1.5),
-        Hit("c", "embeddings", "emb", "k", False, None, start + 1.5),
+        Hit("a", "messages", "claude", "ka", False, None, start, claude),
+        Hit("b", "chat", "gpt", "kb", False, fault, start + 1.5, gpt),
+        Hit("b", "chat", "gpt", "k", True, None, start + 1.5, {**gpt, "stream": True}),
+        Hit("c", "embeddings", "emb", "k", False, None, start + 1.5, emb),
     ]
+    assert Hit("a", "chat", None, None, False, None, start).body is None  # the default
     assert inproc.chaos.hit_count() == 4
     assert inproc.chaos.hit_count(upstream="b") == inproc.chaos.hit_count(model="gpt") == 2
     assert inproc.chaos.hit_count("b", "gpt", "chat", "kb") == 1

@@ -47,7 +47,8 @@ async def test_sequence_gives_one_request_each_then_healthy() -> None:
     async with httpx2.AsyncClient(transport=chaos.transport(), base_url="http://chaos") as http:
         for _ in range(4):
             response = await http.post(
-                "/u/v1/chat/completions", json={"model": "m", "messages": []}
+                "/u/v1/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
             )
             statuses.append(response.status_code)
     assert statuses == [500, 200, 429, 200]
