@@ -24,6 +24,7 @@ from resilience.errors import (
 )
 from resilience.models import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, Message
 from resilience.providers import build_provider
+from resilience.providers.native import NativeAnswer
 from resilience.providers.settings import ProviderSettings
 from resilience.retry import RetryPolicy
 from resilience.routing.health import HealthBoard, HealthSnapshot
@@ -57,6 +58,7 @@ __all__ = [
     "HealthSnapshot",
     "InvalidRequestError",
     "Message",
+    "NativeAnswer",
     "NoTenantError",
     "OutcomeStatus",
     "Permit",

@@ -227,7 +227,10 @@ class AllTargetsFailed(ResilienceError):
         retry_after_s: float | None = None,
     ) -> None:
         parts = ", ".join(
-            f"{o.target}: {o.status}" + (f" ({o.kind})" if o.kind else "") for o in outcomes
+            f"{o.target}: {o.status}"
+            + (f" ({o.kind})" if o.kind else "")
+            + (f" ({o.message})" if o.status == "cannot_carry" else "")
+            for o in outcomes
         )
         super().__init__(f"all targets of route {route!r} failed: {parts}", tenant=tenant)
         self.route = route

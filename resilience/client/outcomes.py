@@ -25,6 +25,9 @@ class OutcomeStatus(enum.StrEnum):
     RPM_LIMITED = "rpm_limited"
     """Skipped without a call: the tenant's or the provider's requests-per-minute bucket
     was empty (`retry_after_s`: until it has a token)."""
+    CANNOT_CARRY = "cannot_carry"
+    """Skipped without a call: the request has a field this target cannot carry (a native
+    call crossing formats); `message` names it."""
     DEADLINE = "deadline"
     """Skipped or cut short: the request's deadline ran out."""
 

@@ -30,7 +30,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx2
 
@@ -38,6 +38,7 @@ from resilience.breaker.events import AuditSink
 from resilience.breaker.machine import CircuitBreaker, Permit
 from resilience.breaker.registry import BreakerRegistry
 from resilience.client.attempt import DeadlineExceeded, attempt
+from resilience.client.native import NativePlan
 from resilience.client.outcomes import OutcomeStatus, Result, TargetOutcome
 from resilience.client.streaming import ResilientStream
 from resilience.client.tracing import AttributeValue, Tracing, set_attributes, set_error
@@ -62,6 +63,7 @@ from resilience.models import (
     shown,
 )
 from resilience.providers import Provider, build_provider
+from resilience.providers.native import NativeAnswer, NativeApi
 from resilience.retry import RetryBudgets, RetryPolicy, retry_rest, wait_retry_after
 from resilience.routing.health import HealthBoard
 from resilience.routing.routes import Group, Route, Target
@@ -77,6 +79,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Call = Callable[[Provider, Target, str | None], Awaitable[T]]
 """One provider call: `call(provider, target, api_key)`, made once the breaker admits it."""
+Carry = Callable[[Provider, Target], str | None]
+"""Why a target cannot take a call ("<field>: <why>"), or None: checked before any call."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,7 +254,7 @@ class ResilientClient:
 
     async def stream(
         self, request: ChatRequest, *, route: str, tenant: TenantId | None = None
-    ) -> ResilientStream:
+    ) -> ResilientStream[ChatChunk]:
         """Open a stream: returns once the first chunk has arrived from some target."""
         Opened = tuple[AsyncGenerator[ChatChunk, None], ChatChunk | None]
 
@@ -266,6 +270,70 @@ class ResilientClient:
             return upstream, first
 
         won = await self._walk(route, tenant, call, request, embed=False, hold=True)
+        upstream, first = won.value
+        return ResilientStream(
+            upstream,
+            first,
+            permit=won.permit,
+            breaker=won.breaker,
+            target=won.target,
+            attempts=won.attempts,
+            outcomes=won.outcomes,
+        )
+
+    # -- native calls: a body in a provider's own format --------------------------------------
+
+    async def complete_native(
+        self,
+        api: NativeApi,
+        body: Mapping[str, Any],
+        *,
+        route: str | None = None,
+        tenant: TenantId | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Result[NativeAnswer]:
+        """A body in a provider's own format (`api`), answered in that format.
+
+        A target of the body's kind receives the body as it is, `model` aside, and its answer
+        comes back as it sent it; a target of the other kind receives a translation, or is
+        skipped (outcome `cannot_carry`, naming the field) when a field has no counterpart
+        there (`resilience.client.native`). Breakers, retries and fallback are as for
+        `complete`. `route` defaults to the body's `model`; `headers` (such as
+        `anthropic-beta`) go with the request to targets of the body's kind.
+        """
+        plan = NativePlan(api, body, headers)
+        won = await self._walk(
+            route or plan.route,
+            tenant,
+            plan.complete,
+            None,
+            embed=api == "openai.embeddings",
+            hold=False,
+            carry=plan.cannot_carry,
+        )
+        return Result(won.value, won.target, won.attempts, won.outcomes)
+
+    async def stream_native(
+        self,
+        api: NativeApi,
+        body: Mapping[str, Any],
+        *,
+        route: str | None = None,
+        tenant: TenantId | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> ResilientStream[bytes]:
+        """`complete_native` as a stream of server-sent events in the body's format, passed
+        on as they arrive; returns once the first event has arrived from some target."""
+        plan = NativePlan(api, body, headers)
+        won = await self._walk(
+            route or plan.route,
+            tenant,
+            plan.open,
+            None,
+            embed=False,
+            hold=True,
+            carry=plan.cannot_carry,
+        )
         upstream, first = won.value
         return ResilientStream(
             upstream,
@@ -327,10 +395,11 @@ class ResilientClient:
         route_name: str,
         tenant: TenantId | None,
         call: Call[T],
-        request: ChatRequest | EmbeddingRequest,
+        request: ChatRequest | EmbeddingRequest | None,
         *,
         embed: bool,
         hold: bool,
+        carry: Carry | None = None,
     ) -> _Won[T]:
         if not self._started:
             await self.start()
@@ -347,13 +416,14 @@ class ResilientClient:
             embed=embed,
             operation="embeddings" if embed else "chat",
             traced=traced,
+            carry=carry,
         )
         try:
             if traced:
                 return await self._traced_walk(route, walk)
             return await self._walk_steps(route, walk)
         except ProviderError as exc:
-            named = _named(exc, request)
+            named = _named(exc, request) if request is not None else exc
             if named is exc:
                 raise
             raise named from exc.__cause__
@@ -418,16 +488,22 @@ class ResilientClient:
         """
         tallies: list[_Tally] = []
         skipping = walk.policy.local_only or walk.embed
+        carry = walk.carry
         for target in members:
             skip = (
                 self._skip_reason(self.providers[target.provider], walk.policy, embed=walk.embed)
                 if skipping
                 else None
             )
+            uncarried = None
+            if skip is None and carry is not None:
+                uncarried = carry(self.providers[target.provider], target)
+                if uncarried is not None:
+                    skip = OutcomeStatus.CANNOT_CARRY
             if skip is None and walk.deadline.expired:
                 skip = OutcomeStatus.DEADLINE
             if skip is not None:
-                walk.outcomes.append(TargetOutcome(target, skip))
+                walk.outcomes.append(TargetOutcome(target, skip, message=uncarried or ""))
             else:
                 tallies.append(_Tally(target))
         if not tallies:
@@ -691,6 +767,8 @@ class _Walk(Generic[T]):
     embed: bool
     operation: str
     traced: bool
+    carry: Carry | None = None
+    """For a native call: why a target cannot take it (`NativePlan.cannot_carry`)."""
     outcomes: list[TargetOutcome] = field(default_factory=list)
 
 

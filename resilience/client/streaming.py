@@ -15,21 +15,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from types import TracebackType
+from typing import Generic, TypeVar
 
 from resilience.breaker.machine import CircuitBreaker, Permit
 from resilience.client.attempt import failure
 from resilience.client.outcomes import TargetOutcome
-from resilience.models import ChatChunk
 from resilience.routing.routes import Target
 
+ItemT = TypeVar("ItemT")
 
-class ResilientStream:
-    """Async iterator of normalised chunks; use `async with` or call `aclose()` when done early."""
+
+class ResilientStream(Generic[ItemT]):
+    """Async iterator of normalised chunks (`ChatChunk`), or of server-sent events (`bytes`)
+    for a native stream; use `async with` or call `aclose()` when done early."""
 
     def __init__(
         self,
-        upstream: AsyncGenerator[ChatChunk, None],
-        first: ChatChunk | None,
+        upstream: AsyncGenerator[ItemT, None],
+        first: ItemT | None,
         *,
         permit: Permit,
         breaker: CircuitBreaker,
@@ -47,10 +50,10 @@ class ResilientStream:
         """Attempts over the whole route, the one that opened this stream included."""
         self.outcomes = outcomes
 
-    def __aiter__(self) -> ResilientStream:
+    def __aiter__(self) -> ResilientStream[ItemT]:
         return self
 
-    async def __anext__(self) -> ChatChunk:
+    async def __anext__(self) -> ItemT:
         if self._first is not None:
             chunk, self._first = self._first, None
             return chunk
@@ -82,7 +85,7 @@ class ResilientStream:
         self._breaker.release(self._permit)
         await self._upstream.aclose()
 
-    async def __aenter__(self) -> ResilientStream:
+    async def __aenter__(self) -> ResilientStream[ItemT]:
         return self
 
     async def __aexit__(

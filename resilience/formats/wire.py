@@ -9,7 +9,9 @@ Tool definitions, tool calls and tool results are converted (OpenAI's
 `tool_calls` / `tool` messages <-> tool_use / tool_result blocks), so a request
 in one format can be served by a provider of the other kind. Fields with no
 counterpart in the normalised model (OpenAI `response_format`, `seed`,
-`logprobs`...; Anthropic `thinking`...) are ignored; `n` other than 1 is refused.
+`logprobs`...; Anthropic `thinking`...) are not read here; `n` other than 1 is refused.
+`resilience.formats.cross` decides, field by field, what crosses to the other kind and
+refuses what cannot (`CannotCarry`), so nothing is dropped on the way.
 
 A body is refused, naming the field, when strict JSON in UTF-8 cannot carry it to a
 provider (a lone surrogate in any string or key, NaN, an infinity, nesting deeper than
@@ -277,6 +279,10 @@ def chat_response_to_anthropic(response: ChatResponse, *, model: str) -> dict[st
             blocks.append({"type": "text", "text": str(b.get("text", ""))})
         elif b.get("type") == "tool_use":
             blocks.append({k: b.get(k) for k in ("type", "id", "name", "input")})
+        elif b.get("type") == "refusal":  # OpenAI's refusal: Anthropic says it as text
+            blocks.append({"type": "text", "text": str(b.get("refusal", ""))})
+        elif b.get("type") in ("thinking", "redacted_thinking"):  # an Anthropic answer's own
+            blocks.append(dict(b))
     return {
         "id": response.response_id or f"msg_{uuid.uuid4().hex[:24]}",
         "type": "message",
@@ -411,14 +417,18 @@ def sse(data: Any, event: str | None = None) -> bytes:
 class OpenAIStreamWriter:
     """`chat.completion.chunk` frames, then `[DONE]`; an error is a `data: {"error": ...}` frame.
 
-    Usage, when known, rides on the finish chunk: a separate chunk with no choices
-    would break callers that did not ask for `stream_options.include_usage`.
+    `include_usage` is the request's `stream_options.include_usage`. True: as OpenAI
+    streams it, every chunk carries `"usage": null` and one more chunk, `choices: []` with
+    the usage, comes last before `[DONE]`. False: no usage at all, as OpenAI without it.
+    None (not known): usage, when known, rides on the finish chunk, since a separate chunk
+    with no choices would break callers that did not ask for it.
     """
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *, include_usage: bool | None = None) -> None:
         self.model = model
         self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
+        self.include_usage = include_usage
 
     def start(self) -> bytes:
         return self._chunk({"role": "assistant", "content": ""})
@@ -439,10 +449,15 @@ class OpenAIStreamWriter:
                 calls.append(entry)
             frames += self._chunk({"tool_calls": calls})
         if chunk.finish_reason is not None:
-            extra: dict[str, Any] = {}
-            if chunk.usage is not None:
-                extra["usage"] = _openai_usage(chunk.usage.input_tokens, chunk.usage.output_tokens)
-            frames += self._chunk({}, _OPENAI_FINISH[chunk.finish_reason], **extra)
+            usage = chunk.usage
+            counted = _openai_usage(usage.input_tokens, usage.output_tokens) if usage else None
+            if self.include_usage is None and counted is not None:
+                frames += self._chunk({}, _OPENAI_FINISH[chunk.finish_reason], usage=counted)
+            else:
+                frames += self._chunk({}, _OPENAI_FINISH[chunk.finish_reason])
+            if self.include_usage:
+                # OpenAI always sends this chunk when asked; zeros when the provider said nothing
+                frames += self._frame([], usage=counted or _openai_usage(0, 0))
         return frames
 
     def end(self) -> bytes:
@@ -453,13 +468,18 @@ class OpenAIStreamWriter:
 
     def _chunk(self, delta: JSON, finish: str | None = None, **extra: Any) -> bytes:
         choice = {"index": 0, "delta": dict(delta), "finish_reason": finish, "logprobs": None}
+        return self._frame([choice], **extra)
+
+    def _frame(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        nulls: dict[str, Any] = {"usage": None} if self.include_usage else {}
         return sse(
             {
                 "id": self.id,
                 "object": "chat.completion.chunk",
                 "created": self.created,
                 "model": self.model,
-                "choices": [choice],
+                "choices": choices,
+                **nulls,
                 **extra,
             }
         )
@@ -494,10 +514,11 @@ class AnthropicStreamWriter:
 
     def chunk(self, chunk: ChatChunk) -> bytes:
         frames = b""
-        if chunk.text_delta:
+        text = chunk.text_delta or _refusal_delta(chunk.raw)
+        if text:
             if self._kind != "text":
                 frames += self._open("text", {"type": "text", "text": ""})
-            frames += self._delta({"type": "text_delta", "text": chunk.text_delta})
+            frames += self._delta({"type": "text_delta", "text": text})
         for call in chunk.tool_calls:
             kind = f"tool:{call.index}"
             if self._kind != kind:
@@ -542,6 +563,19 @@ class AnthropicStreamWriter:
     def _delta(self, delta: JSON) -> bytes:
         event = {"type": "content_block_delta", "index": self._block, "delta": dict(delta)}
         return sse(event, "content_block_delta")
+
+
+def _refusal_delta(raw: JSON | None) -> str:
+    """The refusal text of an OpenAI chunk (a provider's raw event), "" for anything else:
+    Anthropic streams a refusal as text, with stop_reason `refusal` at the end."""
+    if raw is None or raw.get("object") != "chat.completion.chunk":
+        return ""
+    for choice in raw.get("choices") or ():
+        if isinstance(choice, Mapping) and choice.get("index", 0) == 0:
+            delta = choice.get("delta")
+            refusal = delta.get("refusal") if isinstance(delta, Mapping) else None
+            return refusal if isinstance(refusal, str) else ""
+    return ""
 
 
 # -- validation helpers -----------------------------------------------------------------------

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -23,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from resilience.client.outcomes import Result
+from resilience.client.outcomes import OutcomeStatus, Result, TargetOutcome
 from resilience.client.resilient import ResilientClient
 from resilience.client.streaming import ResilientStream
 from resilience.config.schema import DEFAULT_MAX_BODY_BYTES
@@ -34,12 +35,7 @@ from resilience.formats.wire import (
     WireError,
     anthropic_model,
     anthropic_model_page,
-    chat_request_from_anthropic,
-    chat_request_from_openai,
-    chat_response_to_anthropic,
-    chat_response_to_openai,
-    embedding_request_from_openai,
-    embedding_response_to_openai,
+    field_of,
     openai_model,
     openai_model_list,
 )
@@ -52,7 +48,8 @@ from resilience.gateway.failures import (
     render,
 )
 from resilience.gateway.metrics import GatewayMetrics
-from resilience.models import ChatRequest, json_problem, shown
+from resilience.models import json_problem, shown
+from resilience.providers.native import NativeApi
 from resilience.tenancy.context import current_request_id, current_tenant, current_tenant_or_none
 from resilience.tenancy.middleware import ANTHROPIC_ERRORS, OPENAI_ERRORS, ErrorFormat
 
@@ -81,8 +78,24 @@ async def read_json(request: Request, limit: int) -> Any:
         raise WireError(json_problem(value, "") or "body: not a finite number") from None
     except (ValueError, RecursionError) as exc:
         raise WireError("body: not valid JSON") from exc
-    # lone surrogates (escaped, or raw bytes that surrogatepass lets in) are left for the
-    # wire parsers, which check every string and key of every body once (`_sendable`)
+    # lone surrogates (escaped, or raw bytes that surrogatepass lets in) cannot be sent
+    # upstream as UTF-8: a body that may hold one is walked, to name the field
+    if _SURROGATE.search(body):
+        problem = json_problem(value, "")
+        if problem is not None:
+            raise WireError(problem)
+    return value
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+"""A surrogate, escaped or as raw bytes: only a body holding one can hold a lone one."""
+
+
+async def read_object(request: Request, limit: int) -> dict[str, Any]:
+    """`read_json`, refusing anything but a JSON object."""
+    value = await read_json(request, limit)
+    if not isinstance(value, dict):
+        raise WireError(f"body: expected a JSON object, got {type(value).__name__}")
     return value
 
 
@@ -144,14 +157,35 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(dict(body), exc.status_code, headers=exc.headers)
 
 
-def headers_for(result: Result[Any] | ResilientStream) -> dict[str, str]:
-    """Which target answered. A `Target` cannot be made with a name outside `MODEL_NAME` /
-    `PROVIDER_NAME` (visible ASCII, at most 256 characters), so both are safe as headers."""
-    return {
+def headers_for(result: Result[Any] | ResilientStream[Any]) -> dict[str, str]:
+    """Which target answered, and what happened at the ones before it. A `Target` cannot be
+    made with a name outside `MODEL_NAME` / `PROVIDER_NAME` (visible ASCII, at most 256
+    characters), so both are safe as headers."""
+    headers = {
         "x-resilience-provider": result.target.provider,
         "x-resilience-model": result.target.model,
         "x-resilience-attempts": str(result.attempts),
     }
+    if len(result.outcomes) > 1:
+        headers["x-resilience-skipped"] = skipped_header(result.outcomes[:-1])
+    return headers
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\[\]-]")
+
+
+def skipped_header(outcomes: Sequence[TargetOutcome]) -> str:
+    """`target=status` for each target before the one that answered, comma separated; a
+    target that could not carry the request names the field: `target=cannot_carry:thinking`.
+    Field names come from the caller's body: only visible ASCII of a field path is kept."""
+    parts: list[str] = []
+    for outcome in outcomes[:16]:
+        part = f"{outcome.target}={outcome.status}"
+        if outcome.status is OutcomeStatus.CANNOT_CARRY:
+            field = field_of(outcome.message) or "body"
+            part += ":" + _UNSAFE.sub("", field)[:80]
+        parts.append(part)
+    return ", ".join(parts)
 
 
 class ModelEndpoints:
@@ -177,7 +211,10 @@ class ModelEndpoints:
         self._created = int(wall())
 
     def _record(
-        self, started: float, result: Result[Any] | ResilientStream | None, exc: Exception | None
+        self,
+        started: float,
+        result: Result[Any] | ResilientStream[Any] | None,
+        exc: Exception | None,
     ) -> None:
         metrics = self._metrics
         tenant = metrics.tenant(current_tenant_or_none())
@@ -211,26 +248,18 @@ class ModelEndpoints:
         )
 
     async def chat_completions(self, request: Request) -> Response:
-        return await self._chat(
-            request, chat_request_from_openai, chat_response_to_openai, OpenAIStreamWriter
-        )
+        return await self._native(request, "openai.chat")
 
     async def messages(self, request: Request) -> Response:
-        return await self._chat(
-            request, chat_request_from_anthropic, chat_response_to_anthropic, AnthropicStreamWriter
-        )
+        return await self._native(request, "anthropic.messages")
+
+    async def count_tokens(self, request: Request) -> Response:
+        """`POST /v1/messages/count_tokens`: routed like `/v1/messages`, to the route's
+        Anthropic targets only (400 naming why when it has none)."""
+        return await self._native(request, "anthropic.count_tokens")
 
     async def embeddings(self, request: Request) -> Response:
-        started = time.perf_counter()
-        try:
-            model, body = embedding_request_from_openai(await read_json(request, self._limit))
-            result = await self._client().embed(body, route=model)
-        except Exception as exc:
-            return self._failure(started, exc, anthropic=False)
-        self._record(started, result, None)
-        return JSONResponse(
-            embedding_response_to_openai(result.value, model=model), headers=headers_for(result)
-        )
+        return await self._native(request, "openai.embeddings")
 
     async def list_models(self, request: Request) -> Response:
         """`GET /v1/models`: OpenAI's list, or one page of Anthropic's when the request
@@ -274,30 +303,44 @@ class ModelEndpoints:
         )
         return render(failure, anthropic=anthropic, request_id=current_request_id())
 
-    async def _chat(
-        self,
-        request: Request,
-        parse: Callable[[Any], tuple[str, bool, ChatRequest]],
-        render_body: Callable[..., dict[str, Any]],
-        writer: type[Writer],
-    ) -> Response:
+    async def _native(self, request: Request, api: NativeApi) -> Response:
+        """The body goes on as the caller sent it (`ResilientClient.complete_native`): to a
+        target of its own format unchanged but for `model`, translated to one of the other
+        format, or not at all when that target cannot carry one of its fields."""
         started = time.perf_counter()
+        anthropic = api.startswith("anthropic.")
         try:
-            model, stream, body = parse(await read_json(request, self._limit))
+            body = await read_object(request, self._limit)
+            stream = body.get("stream") is True and api in _STREAMING
+            forwarded = _forwarded(request.headers) if anthropic else None
             if stream:
-                opened = await self._client().stream(body, route=model)
+                opened = await self._client().stream_native(api, body, headers=forwarded)
             else:
-                result = await self._client().complete(body, route=model)
+                result = await self._client().complete_native(api, body, headers=forwarded)
         except Exception as exc:
-            return self._failure(started, exc, anthropic=writer is AnthropicStreamWriter)
-        self._record(started, opened if stream else result, None)
+            return self._failure(started, exc, anthropic=anthropic)
         if not stream:
-            return JSONResponse(render_body(result.value, model=model), headers=headers_for(result))
+            self._record(started, result, None)
+            return Response(
+                result.value.body, media_type="application/json", headers=headers_for(result)
+            )
+        self._record(started, opened, None)
+        writer = AnthropicStreamWriter("") if anthropic else OpenAIStreamWriter("")
         return StreamingResponse(
-            _frames(opened, writer(model)),
-            media_type="text/event-stream",
-            headers=headers_for(opened),
+            _frames(opened, writer), media_type="text/event-stream", headers=headers_for(opened)
         )
+
+
+_STREAMING = frozenset({"openai.chat", "anthropic.messages"})
+
+_FORWARDED = ("anthropic-beta",)
+"""Request headers that go on to targets of the body's own format: Anthropic's beta
+features (1-hour cache, interleaved thinking...) are asked for in `anthropic-beta`."""
+
+
+def _forwarded(headers: Headers) -> Mapping[str, str] | None:
+    found = {name: headers[name] for name in _FORWARDED if name in headers}
+    return found or None
 
 
 def _limit(raw: str | None) -> int:
@@ -309,17 +352,16 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
-async def _frames(stream: ResilientStream, writer: Writer) -> AsyncIterator[bytes]:
-    """SSE frames; a failure after output began ends with the format's error event.
+async def _frames(stream: ResilientStream[bytes], writer: Writer) -> AsyncIterator[bytes]:
+    """The events as they arrive; a failure after output began ends with the format's error
+    event, never silently.
 
     When the caller disconnects, Starlette cancels this generator: the `finally`
     closes the upstream stream at once, neutral for the breaker.
     """
     try:
-        yield writer.start()
-        async for chunk in stream:
-            yield writer.chunk(chunk)
-        yield writer.end()
+        async for frame in stream:
+            yield frame
     except ProviderError as exc:
         yield writer.error(exc.message, str(exc.kind))
     finally:

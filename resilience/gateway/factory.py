@@ -196,6 +196,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/v1/chat/completions", models.chat_completions, methods=["POST"]),
             Route("/v1/messages", models.messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", models.count_tokens, methods=["POST"]),
             Route("/v1/embeddings", models.embeddings, methods=["POST"]),
             Route("/v1/models", models.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", models.get_model, methods=["GET"]),

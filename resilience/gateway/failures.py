@@ -6,10 +6,12 @@ Retry-After; `render` spells it in the endpoint's format: OpenAI's
 `{"type": "error", "error": {"type", "message"}, "request_id"}`.
 
 Statuses (docs/architecture.md, "Request path"): a body the format refuses 400
-`invalid_body` naming the field in `param`; too large 413; an unknown route 404; every
-target down 503 `all_targets_failed` with Retry-After; the tenant's own requests-per-minute
-limit the only reason nothing was tried 429 `rate_limit_exceeded` with Retry-After; the
-caller's own errors keep the upstream's 4xx; other upstream failures 502.
+`invalid_body` naming the field in `param`; a request no target of the route can carry
+(a field with no counterpart across formats) 400 `cannot_carry` naming the field; too
+large 413; an unknown route 404; every target down 503 `all_targets_failed` with
+Retry-After; the tenant's own requests-per-minute limit the only reason nothing was tried
+429 `rate_limit_exceeded` with Retry-After; the caller's own errors keep the upstream's
+4xx; other upstream failures 502.
 
 An answer given after the gateway walked the route (its retries and fallbacks spent)
 carries `x-should-retry: false` unless `[server] sdk_should_retry` is true: the OpenAI and
@@ -84,6 +86,9 @@ def failure_of(exc: Exception) -> Failure:
             param="model",
         )
     if isinstance(exc, AllTargetsFailed):
+        uncarried = _uncarried(exc.outcomes)
+        if uncarried is not None:
+            return uncarried
         return Failure(
             status=503,
             message=exc.message,
@@ -120,6 +125,28 @@ def failure_of(exc: Exception) -> Failure:
             walked=True,
         )
     raise exc
+
+
+def _uncarried(outcomes: Sequence[TargetOutcome]) -> Failure | None:
+    """400 naming the field when no target of the route could carry the request: every
+    target was skipped as one that never fits it, at least one for a field it lacks."""
+    if not outcomes or any(
+        o.status is not OutcomeStatus.CANNOT_CARRY and o.status not in _STATIC_SKIPS
+        for o in outcomes
+    ):
+        return None
+    reasons = [o for o in outcomes if o.status is OutcomeStatus.CANNOT_CARRY]
+    if not reasons:
+        return None
+    first = reasons[0].message
+    listed = "; ".join(f"{o.target}: {o.message}" for o in reasons)
+    return Failure(
+        status=400,
+        message=f"no target of this route can carry the request ({listed})",
+        type_="invalid_request_error",
+        code="cannot_carry",
+        param=field_of(first),
+    )
 
 
 def _invalid(message: str, param: str | None) -> Failure:

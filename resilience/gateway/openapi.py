@@ -290,9 +290,20 @@ def document() -> dict[str, Any]:
         "properties": {
             "model": {"type": "string", "minLength": 1},
             "input": {
-                "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"type": "string"}},
+                    {"type": "array", "items": {"type": "integer"}},
+                    {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+                ]
             },
+            "encoding_format": {"enum": ["float", "base64"]},
+            "dimensions": {"type": "integer", "minimum": 1},
         },
+    }
+    count_tokens = {
+        **chat,
+        "required": ["model", "messages"],
     }
     reason = {
         "type": "string",
@@ -336,6 +347,12 @@ def document() -> dict[str, Any]:
             ),
             "/v1/messages": _model_endpoint(
                 "Anthropic-compatible messages", messages, True, _ANTHROPIC_ERROR
+            ),
+            "/v1/messages/count_tokens": _model_endpoint(
+                "Anthropic-compatible token count (the route's Anthropic targets only)",
+                count_tokens,
+                False,
+                _ANTHROPIC_ERROR,
             ),
             "/v1/embeddings": _model_endpoint("OpenAI-compatible embeddings", embeddings, False),
             "/v1/models": _model_list(),

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx2
 
@@ -27,8 +27,9 @@ from resilience.models import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
+from resilience.providers import native
 from resilience.providers.limits import cap_response_size
-from resilience.providers.sending import track_sending
+from resilience.providers.sending import track_sending, watch
 from resilience.providers.settings import Location as Location
 from resilience.providers.settings import ProviderKind as ProviderKind
 from resilience.providers.settings import ProviderSettings
@@ -131,6 +132,51 @@ class SdkAdapter(Generic[C]):
 
     def _new_client(self, api_key: str) -> C:
         raise NotImplementedError
+
+    async def send_native(
+        self,
+        api: native.NativeApi,
+        body: Mapping[str, Any],
+        *,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> native.NativeAnswer:
+        """`body` as it is, in this provider's own format (`resilience.providers.native`)."""
+        watch()  # a failure before the request goes out is the caller's
+        self._check_native(api)
+        return await native.send(
+            self.client(api_key), api, body, provider=self.name, headers=headers
+        )
+
+    async def stream_native(
+        self,
+        api: native.NativeApi,
+        body: Mapping[str, Any],
+        *,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        """`body` as it is, answered as SSE events passed on as they arrive."""
+        watch()
+        self._check_native(api)
+        if api not in native.STREAMING:
+            raise ValueError(f"stream: {api} does not stream")
+        frames = native.open_stream(
+            self.client(api_key), api, body, provider=self.name, headers=headers
+        )
+        try:
+            async for frame in frames:
+                yield frame
+        finally:
+            await frames.aclose()
+
+    def _check_native(self, api: native.NativeApi) -> None:
+        if native.API_KIND[api] != self.kind:
+            raise ValueError(
+                f"provider {self.name!r} of kind {self.kind} cannot take {api} as it is"
+            )
+        if api == "openai.embeddings" and not self.can_embed:
+            raise NotImplementedError(f"provider {self.name!r} is configured without embeddings")
 
     async def aclose(self) -> None:
         if self._owns_http:

@@ -19,7 +19,7 @@ TENANT = "acme"
 PROVIDERS = [("primary:gpt-4.1", "fallback:claude-x"), ("fallback:claude-x", "primary:gpt-4.1")]
 
 
-async def drain(stream: ResilientStream) -> tuple[list[ChatChunk], ProviderError | None]:
+async def drain(stream: ResilientStream[ChatChunk]) -> tuple[list[ChatChunk], ProviderError | None]:
     chunks: list[ChatChunk] = []
     try:
         async for chunk in stream:

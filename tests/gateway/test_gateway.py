@@ -130,7 +130,7 @@ async def test_stream_failing_after_output_began_ends_with_an_error_event(runnin
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
-        ({"model": "chat"}, 400, "messages: expected a list"),
+        ({"model": "chat"}, 400, "messages: expected a"),
         (
             {"model": "chat", "messages": [{"role": "robot", "content": "x"}]},
             400,

@@ -173,26 +173,6 @@ CASES = [
         b'{"model": "openai:text-embedding-3-small", "input": ["ok", "\\ud800"]}',
         "input[1]",
     ),
-    Hostile(
-        "control_character_in_a_tool_name",
-        "/v1/chat/completions",
-        chat(', "tools": [{"type": "function", "function": {"name": "get\\u0000weather"}}]'),
-        "tools[0].function.name",
-    ),
-    Hostile(
-        "control_character_in_a_tool_call_id",
-        "/v1/messages",
-        b'{"model": "claude:claude-sonnet-4-6", "max_tokens": 16, "messages": ['
-        b'{"role": "assistant", "content": [{"type": "tool_use", "id": "t\\r\\n1", '
-        b'"name": "f", "input": {}}]}, {"role": "user", "content": "go"}]}',
-        "messages[0].content[0].id",
-    ),
-    Hostile(
-        "control_character_in_the_user_id",
-        "/v1/chat/completions",
-        chat(', "user": "u\\u001b[31m"'),
-        "user",
-    ),
     # 2. a name no provider could have, refused before anything is made for it
     Hostile(
         "lone_surrogate_in_model",
@@ -215,6 +195,44 @@ CASES = [
         "overlong_model", "/v1/chat/completions", chat("", model="openai:" + "m" * 300), "model"
     ),
 ]
+
+
+PASSED_ON = [
+    Hostile(
+        "control_character_in_a_tool_name",
+        "/v1/chat/completions",
+        chat(', "tools": [{"type": "function", "function": {"name": "get\\u0000weather"}}]'),
+        "tools[0].function.name",
+    ),
+    Hostile(
+        "control_character_in_a_tool_call_id",
+        "/v1/messages",
+        b'{"model": "claude:claude-sonnet-4-6", "max_tokens": 16, "messages": ['
+        b'{"role": "assistant", "content": [{"type": "tool_use", "id": "t\\r\\n1", '
+        b'"name": "f", "input": {}}]}, {"role": "user", "content": "go"}]}',
+        "messages[0].content[0].id",
+    ),
+    Hostile(
+        "control_character_in_the_user_id",
+        "/v1/chat/completions",
+        chat(', "user": "u\\u001b[31m"'),
+        "user",
+    ),
+]
+"""Strings JSON carries escaped: a body of the target's own format goes upstream as it is,
+and the provider judges them (an Anthropic or OpenAI 400 counts on no breaker)."""
+
+
+@pytest.mark.parametrize("case", PASSED_ON, ids=[c.name for c in PASSED_ON])
+async def test_control_characters_in_identifiers_reach_the_upstream_as_sent(
+    served: Served, case: Hostile
+) -> None:
+    response = await served.post(case.path, case.body, HOSTILE_TENANTS[0])
+    assert response.status_code == 200, response.text
+    received = served.chaos.hits[-1].body
+    assert received is not None
+    sent = json.loads(case.body)
+    assert received == {**sent, "model": sent["model"].split(":", 1)[1]}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
