@@ -119,6 +119,7 @@ class SdkAdapter(Generic[C]):
         cap_response_size(self.http_client, settings.max_response_bytes)
         track_sending(self.http_client)
         self._clients: dict[str, C] = {}
+        self._channels: dict[int, native.Channel] = {}
 
     def client(self, api_key: str | None = None) -> C:
         """The SDK client for a key (the provider's own when None), on the shared pool."""
@@ -145,7 +146,7 @@ class SdkAdapter(Generic[C]):
         watch()  # a failure before the request goes out is the caller's
         self._check_native(api)
         return await native.send(
-            self.client(api_key), api, body, provider=self.name, headers=headers
+            self._channel(api_key), api, body, provider=self.name, headers=headers
         )
 
     async def stream_native(
@@ -162,13 +163,23 @@ class SdkAdapter(Generic[C]):
         if api not in native.STREAMING:
             raise ValueError(f"stream: {api} does not stream")
         frames = native.open_stream(
-            self.client(api_key), api, body, provider=self.name, headers=headers
+            self._channel(api_key), api, body, provider=self.name, headers=headers
         )
         try:
             async for frame in frames:
                 yield frame
         finally:
             await frames.aclose()
+
+    def _channel(self, api_key: str | None) -> native.Channel:
+        """How the SDK client for this key sends: made with the client, dropped with it."""
+        sdk = self.client(api_key)
+        found = self._channels.get(id(sdk))
+        if found is None or found.sdk is not sdk:
+            if len(self._channels) >= MAX_CLIENTS:
+                del self._channels[next(iter(self._channels))]
+            found = self._channels[id(sdk)] = native.Channel(sdk, self.http_client)
+        return found
 
     def _check_native(self, api: native.NativeApi) -> None:
         if native.API_KIND[api] != self.kind:

@@ -6,12 +6,14 @@ body reaches the upstream with every field the caller sent (only `model` is the
 target's), and the answer comes back byte for byte, streams frame by frame. Nothing is
 parsed into the normalised model, so nothing a client sent can be lost on the way.
 
-The request still goes through the SDK (`client.post`, the SDKs' documented way to call
-an endpoint they do not wrap): its headers, its errors (so `resilience.classify` reads a
-failure as it reads any other) and the provider's one connection pool, with the SDK's own
-retries off. What is checked on the way back is only what the walk needs: a JSON object
-for an answer; for a stream, its error events and its end marker (`[DONE]` or a
-finish_reason for OpenAI, `message_stop` for Anthropic), without which the stream raises
+The request is built once per call from what the SDK client would send (its URL, its
+headers, the key's auth header, its timeout: `Channel`) and sent on the provider's one
+connection pool, so the SDK's per-request machinery (options models, URL merging, its
+retry loop) is skipped; a non-2xx answer raises the SDK's own status error, made by the
+SDK from the response, so `resilience.classify` reads a failure as it reads any other.
+What is checked on the way back is only what the walk needs: a JSON object for an
+answer; for a stream, its error events and its end marker (`[DONE]` or a finish_reason
+for OpenAI, `message_stop` for Anthropic), without which the stream raises
 `StreamTruncatedError`.
 """
 
@@ -56,9 +58,6 @@ PATHS: Mapping[NativeApi, str] = {
 STREAMING: frozenset[NativeApi] = frozenset({"openai.chat", "anthropic.messages"})
 """The endpoints that can answer as a stream."""
 
-_RAW_STREAM = {"X-Stainless-Raw-Response": "stream"}
-"""Asks the SDK for the unread response: the body is then read here, event by event."""
-
 
 @dataclass(frozen=True, slots=True)
 class NativeAnswer:
@@ -102,8 +101,55 @@ def encode(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+class Channel:
+    """What one SDK client sends with every request, computed once per client: the URL of
+    each endpoint, the headers (auth included) and the timeout."""
+
+    __slots__ = ("_headers", "_root", "_urls", "http", "sdk", "timeout")
+
+    def __init__(
+        self, sdk: openai.AsyncOpenAI | anthropic.AsyncAnthropic, http: httpx2.AsyncClient
+    ) -> None:
+        self.sdk = sdk
+        self.http = http
+        merged = {**sdk.default_headers, **sdk.auth_headers}
+        self._headers = {k: v for k, v in merged.items() if isinstance(v, str)}
+        self._root = str(sdk.base_url).rstrip("/")
+        self._urls: dict[NativeApi, httpx2.URL] = {}
+        timeout = sdk.timeout
+        self.timeout = (
+            timeout.as_dict()
+            if isinstance(timeout, httpx2.Timeout)
+            else httpx2.Timeout(timeout).as_dict()
+        )
+
+    def request(
+        self, api: NativeApi, body: Mapping[str, Any], headers: Mapping[str, str] | None
+    ) -> httpx2.Request:
+        url = self._urls.get(api)
+        if url is None:
+            url = self._urls[api] = httpx2.URL(self._root + PATHS[api])
+        sent = {**self._headers, **headers} if headers else self._headers
+        return httpx2.Request(
+            "POST", url, headers=sent, content=encode(body), extensions={"timeout": self.timeout}
+        )
+
+    async def open(
+        self, api: NativeApi, body: Mapping[str, Any], headers: Mapping[str, str] | None
+    ) -> httpx2.Response:
+        """The answer, its body unread; a non-2xx one raises the SDK's status error."""
+        response = await self.http.send(self.request(api, body, headers), stream=True)
+        if not 200 <= response.status_code < 300:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            raise self.sdk._make_status_error_from_response(response)
+        return response
+
+
 async def send(
-    sdk: openai.AsyncOpenAI | anthropic.AsyncAnthropic,
+    channel: Channel,
     api: NativeApi,
     body: Mapping[str, Any],
     *,
@@ -111,23 +157,20 @@ async def send(
     headers: Mapping[str, str] | None,
 ) -> NativeAnswer:
     """One request, answered whole; a non-2xx answer raises the SDK's status error."""
-    response: httpx2.Response = await sdk.post(
-        PATHS[api],
-        cast_to=httpx2.Response,
-        content=encode(body),
-        options={"headers": dict(headers)} if headers else {},
-    )
-    raw = response.content
+    response = await channel.open(api, body, headers)
+    try:
+        raw = await response.aread()
+    finally:
+        await response.aclose()
     data = json.loads(raw)  # a JSONDecodeError is invalid_response, as for any answer
     if not isinstance(data, dict):
-        raise json.JSONDecodeError(
-            "the answer is not a JSON object", raw.decode(errors="replace"), 0
-        )
+        text = raw.decode(errors="replace")
+        raise json.JSONDecodeError("the answer is not a JSON object", text, 0)
     return NativeAnswer(raw, data, provider)
 
 
 async def open_stream(
-    sdk: openai.AsyncOpenAI | anthropic.AsyncAnthropic,
+    channel: Channel,
     api: NativeApi,
     body: Mapping[str, Any],
     *,
@@ -135,20 +178,10 @@ async def open_stream(
     headers: Mapping[str, str] | None,
 ) -> AsyncGenerator[bytes, None]:
     """The answer's SSE events, checked for error events and the end marker."""
-    sent = {**_RAW_STREAM, **headers} if headers else _RAW_STREAM
-    opened = await sdk.post(
-        PATHS[api],
-        cast_to=httpx2.Response,
-        content=encode(body),
-        options={"headers": sent},
-    )
-    # the unread response itself (or, in SDK versions that wrap it, in `http_response`)
-    response: httpx2.Response = (
-        opened if isinstance(opened, httpx2.Response) else opened.http_response
-    )
+    response = await channel.open(api, body, headers)
     try:
         if api == "anthropic.messages":
-            async for frame in _anthropic_events(sdk, response, provider):
+            async for frame in _anthropic_events(channel.sdk, response, provider):
                 yield frame
         else:
             async for frame in _openai_events(response, provider):

@@ -190,3 +190,24 @@ async def test_embeddings_go_as_sent_and_skip_targets_that_cannot_embed(harness:
     assert sent_body(harness) == {**body, "model": "text-embedding-3"}
     assert result.outcomes[0].status is OutcomeStatus.CANNOT_EMBED
     assert all(isinstance(d["embedding"], str) for d in result.value.data["data"])
+
+
+async def test_a_429_is_read_with_its_retry_after_and_moves_on(harness: Harness) -> None:
+    client = await harness.client(routes={"two": route("two", "primary:gpt-4.1", "local:small")})
+    harness.chaos.add_fault(Fault(status=429, retry_after="7"), upstream="primary")
+    body = {**OPENAI_BODY, "model": "two"}
+    result = await client.complete_native("openai.chat", body, tenant=TENANT)
+    first = result.outcomes[0]
+    assert first.kind is ErrorKind.RATE_LIMITED and first.status_code == 429
+    assert result.target.provider == "local"
+    assert client.registry.get(TENANT, "primary").retry_after() == pytest.approx(7.0)
+
+
+async def test_an_upstream_that_never_answers_is_a_timeout(harness: Harness) -> None:
+    client = await harness.client(
+        routes={"same": route("same", "primary:gpt-4.1")}, timeout_s=0.2, real_time=True
+    )
+    harness.chaos.add_fault(Fault(hang=True), upstream="primary")
+    with pytest.raises(AllTargetsFailed) as raised:
+        await client.complete_native("openai.chat", OPENAI_BODY, tenant=TENANT)
+    assert {o.kind for o in raised.value.outcomes} == {ErrorKind.TIMEOUT}
