@@ -1,18 +1,41 @@
-"""The gateway's added latency over calling the upstream directly, and TenantMiddleware's cost.
+"""What the gateway adds over calling the upstream directly, and TenantMiddleware's cost.
 
 Usage: python bench/gateway.py [--quick]
 
-Every server is its own process on loopback (uvicorn): the chaos upstream, the
-gateway (`resilience serve`), and a trivial endpoint with and without
-TenantMiddleware. Latency: requests at a fixed rate, each one sent directly to
-the upstream and through the gateway in alternation, so both see the same
-machine load. Throughput: closed loop with 32 concurrent requests, rounds
-alternating between the two apps; median over rounds.
+Every server is its own process on loopback: the chaos upstream (`resilience chaos`), the
+gateway (`resilience serve`: one uvicorn worker), and a trivial endpoint with and without
+TenantMiddleware. Both sides are called with the same raw httpx2 client and headers, so the
+client's cost drops out of every difference.
+
+Latency: requests at a fixed rate; each tick sends, in an order that rotates every tick, an
+OpenAI body straight to the upstream, the same body through the gateway to an OpenAI-kind
+route, the same body to a route whose target is Anthropic-kind (the gateway translates it
+both ways), and a stream of each of the first two. Figures are gateway percentile minus
+direct percentile:
+
+- `added_latency_p50_ms`, `added_latency_p99_ms`: same format, OpenAI body to OpenAI route.
+- `added_ttfb_p50_ms`: time to the first SSE event of a stream, same format.
+- `cross_format_added_latency_p50_ms`: OpenAI body to the Anthropic-kind route, against the
+  direct OpenAI-format call to the upstream (the client's alternative: call the upstream in
+  the format it already speaks), so it includes both translations.
+
+Throughput: closed loop with 32 requests in flight, rounds alternating between the gateway
+and the upstream called directly; median over rounds. `gateway_rps_one_worker` is the
+gateway's non-streamed same-format requests per second, `direct_rps` the upstream's in the
+same run, `gateway_rps_ratio` the first over the second. On a 2-core machine the client,
+the gateway and the upstream share the cores: the ratio is the figure to compare.
+
+CPU: `gateway_cpu_ms_per_request` (and `..._cross_request`) is the CPU time the gateway
+process spends per request, sent one after another; `upstream_cpu_ms_per_request` the
+upstream's per direct call. Wall-clock figures move with whatever else runs on the machine;
+these move much less (about 15% between runs on a busy 2-core machine, against 2x for the
+wall-clock ones), so they show a change in the gateway's own work where those cannot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import socket
@@ -22,21 +45,29 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._http_timing import Probe, closed_loop, cpu_ms_per_request, paced
+from bench._stats import headline, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 QUICK = "--quick" in sys.argv
-RATE = 50  # requests per second, each side
-SECONDS = 2 if QUICK else 10
+RATE = 25  # ticks per second; each tick sends one request of every probe
+SECONDS = 2 if QUICK else 20
 ROUNDS = 2 if QUICK else 5
 ROUND_S = 1.0 if QUICK else 3.0
+CPU_REQUESTS = 100 if QUICK else 1000
+KEY = "bench-gateway-key"
+HEADERS = {"authorization": f"Bearer {KEY}"}
 MESSAGES = [{"role": "user", "content": "hello"}]
-DIRECT_BODY = {"model": "gpt-4.1", "messages": MESSAGES}
-GATEWAY_BODY = {"model": "chat", "messages": MESSAGES}
+UPSTREAM_MODEL = "gpt-4.1"
 
 
 def free_port() -> int:
@@ -45,8 +76,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class Running(NamedTuple):
+    url: str
+    pid: int
+
+
 @contextmanager
-def server(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[str]:
+def server(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[Running]:
     process = subprocess.Popen(
         args,
         cwd=ROOT,
@@ -62,7 +98,7 @@ def server(args: list[str], port: int, env: dict[str, str] | None = None) -> Ite
                 break
             except httpx2.HTTPError:
                 time.sleep(0.05)
-        yield url
+        yield Running(url, process.pid)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(10)
@@ -72,117 +108,152 @@ def uvicorn_app(target: str, port: int) -> list[str]:
     return [PYTHON, "-m", "uvicorn", target, "--port", str(port), "--log-level", "warning"]
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def latency(direct: str, gateway: str) -> tuple[list[float], list[float]]:
-    """Paired requests at a fixed rate: (direct ms, through-gateway ms)."""
-    ours: list[float] = []
-    theirs: list[float] = []
-    headers = {"authorization": "Bearer bench-gateway-key"}
-    async with httpx2.AsyncClient(timeout=10) as http:
-        bodies = {direct: DIRECT_BODY, gateway: GATEWAY_BODY}
-        for side in (direct, gateway):  # warm-up: pools, imports, first-request costs
-            for _ in range(20):
-                await http.post(side, json=bodies[side], headers=headers)
-        interval = 1.0 / RATE
-        start = time.perf_counter()
-        for i in range(RATE * SECONDS):
-            await asyncio.sleep(max(0.0, start + i * interval - time.perf_counter()))
-            for url, sink in (
-                ((direct, theirs), (gateway, ours))
-                if i % 2
-                else ((gateway, ours), (direct, theirs))
-            ):
-                began = time.perf_counter()
-                response = await http.post(url, json=bodies[url], headers=headers)
-                assert response.status_code == 200, response.text
-                sink.append((time.perf_counter() - began) * 1000)
-    return theirs, ours
-
-
-async def throughput(url: str, seconds: float) -> float:
-    done = 0
-    stop = time.perf_counter() + seconds
-    async with httpx2.AsyncClient(limits=httpx2.Limits(max_connections=32)) as http:
-
-        async def worker() -> None:
-            nonlocal done
-            while time.perf_counter() < stop:
-                response = await http.get(url, headers={"x-tenant-id": "bench"})
-                assert response.status_code == 200
-                done += 1
-
-        await asyncio.gather(*(worker() for _ in range(32)))
-    return done / seconds
-
-
-def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        chaos_port, gateway_port = free_port(), free_port()
-        config = Path(tmp) / "gateway.toml"
-        config.write_text(
-            f"""
+def gateway_config(chaos: str) -> str:
+    """Route `chat` to an OpenAI-kind target, `cross` to an Anthropic-kind one."""
+    return f"""
 [providers.openai]
 kind = "openai"
 api_key_env = "BENCH_UPSTREAM_KEY"
-base_url = "http://127.0.0.1:{chaos_port}/openai/v1"
+base_url = "{chaos}/openai/v1"
+[providers.claude]
+kind = "anthropic"
+api_key_env = "BENCH_UPSTREAM_KEY"
+base_url = "{chaos}/anthropic"
 [routes.chat]
-targets = ["openai:gpt-4.1"]
+targets = ["openai:{UPSTREAM_MODEL}"]
+[routes.cross]
+targets = ["claude:claude-sonnet-4-5"]
 [tenants.bench]
-api_key_sha256 = ["{__import__("hashlib").sha256(b"bench-gateway-key").hexdigest()}"]
+api_key_sha256 = ["{hashlib.sha256(KEY.encode()).hexdigest()}"]
 """
-        )
+
+
+def probes(chaos: str, gateway: str) -> list[Probe]:
+    direct = f"{chaos}/openai/v1/chat/completions"
+    through = f"{gateway}/v1/chat/completions"
+    stream = {"messages": MESSAGES, "stream": True}
+    return [
+        Probe("direct", direct, {"model": UPSTREAM_MODEL, "messages": MESSAGES}, HEADERS),
+        Probe("same", through, {"model": "chat", "messages": MESSAGES}, HEADERS),
+        Probe("cross", through, {"model": "cross", "messages": MESSAGES}, HEADERS),
+        Probe("direct_stream", direct, {**stream, "model": UPSTREAM_MODEL}, HEADERS, stream=True),
+        Probe("same_stream", through, {**stream, "model": "chat"}, HEADERS, stream=True),
+    ]
+
+
+def check_cross_route(gateway: str) -> None:
+    """The `cross` probe must be served by the Anthropic-kind target, in OpenAI's format."""
+    response = httpx2.post(
+        f"{gateway}/v1/chat/completions",
+        json={"model": "cross", "messages": MESSAGES},
+        headers=HEADERS,
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["x-resilience-provider"] == "claude", response.headers
+    assert response.json()["object"] == "chat.completion", response.text
+
+
+def alternating(rounds: dict[str, Probe]) -> dict[str, float]:
+    """Closed-loop rounds over `rounds`' probes, alternating which goes first; the median
+    requests per second of each."""
+    rates: dict[str, list[float]] = {name: [] for name in rounds}
+    order = list(rounds)
+    for i in range(ROUNDS):
+        for name in order if i % 2 == 0 else order[::-1]:
+            rates[name].append(asyncio.run(closed_loop(rounds[name], ROUND_S)))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as servers:
+        chaos_port, gateway_port = free_port(), free_port()
+        config = Path(tmp) / "gateway.toml"
+        config.write_text(gateway_config(f"http://127.0.0.1:{chaos_port}"))
         env = {
             "BENCH_UPSTREAM_KEY": "k",
             "DATABASE_URL": f"sqlite:///{tmp}/audit.db",
             "RESILIENCE_SPOOL": f"{tmp}/spool.jsonl",
         }
-        chaos = [PYTHON, "-m", "resilience.cli", "chaos", "--port", str(chaos_port)]
-        gateway = [
-            PYTHON,
-            "-m",
-            "resilience.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(gateway_port),
-        ]
-        with server(chaos, chaos_port) as upstream, server(gateway, gateway_port, env) as front:
-            direct, through = asyncio.run(
-                latency(f"{upstream}/openai/v1/chat/completions", f"{front}/v1/chat/completions")
-            )
-        plain_port, tenant_port = free_port(), free_port()
-        with (
-            server(uvicorn_app("bench._trivial_app:app_plain", plain_port), plain_port) as plain,
+        cli = [PYTHON, "-m", "resilience.cli"]
+        chaos = servers.enter_context(
+            server([*cli, "chaos", "--port", str(chaos_port)], chaos_port)
+        )
+        gateway = servers.enter_context(
             server(
-                uvicorn_app("bench._trivial_app:app_tenant", tenant_port), tenant_port
-            ) as tenant,
-        ):
-            rates: dict[str, list[float]] = {"plain": [], "tenant": []}
-            for i in range(ROUNDS):
-                for name, url in (
-                    (("plain", plain), ("tenant", tenant))
-                    if i % 2 == 0
-                    else (("tenant", tenant), ("plain", plain))
-                ):
-                    rates[name].append(asyncio.run(throughput(f"{url}/hello", ROUND_S)))
-    added_p50 = percentile(through, 0.5) - percentile(direct, 0.5)
-    added_p99 = percentile(through, 0.99) - percentile(direct, 0.99)
-    plain_rps, tenant_rps = statistics.median(rates["plain"]), statistics.median(rates["tenant"])
-    p50, p99 = percentile(direct, 0.5), percentile(direct, 0.99)
-    print(f"{len(direct)} paired requests at {RATE}/s each side, loopback, separate processes")
-    print(f"direct to upstream:  p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
-    p50, p99 = percentile(through, 0.5), percentile(through, 0.99)
-    print(f"through the gateway: p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
-    print(f"trivial endpoint: {plain_rps:,.0f} req/s plain, {tenant_rps:,.0f} req/s with")
-    print(f"  TenantMiddleware (median of {ROUNDS} rounds of {ROUND_S:.0f} s, 32 concurrent)")
-    print(f"added_latency_p50_ms: {added_p50:.2f}")
-    print(f"added_latency_p99_ms: {added_p99:.2f}")
-    print(f"middleware_throughput_ratio: {tenant_rps / plain_rps:.3f}")
+                [*cli, "serve", "--config", str(config), "--port", str(gateway_port)],
+                gateway_port,
+                env,
+            )
+        )
+        check_cross_route(gateway.url)
+        kinds = probes(chaos.url, gateway.url)
+        ms = asyncio.run(paced(kinds, rate=RATE, seconds=SECONDS))
+        by_name = {probe.name: probe for probe in kinds}
+        rps = alternating({"gateway": by_name["same"], "direct": by_name["direct"]})
+        cpu = {
+            name: asyncio.run(cpu_ms_per_request(by_name[name], pid, CPU_REQUESTS))
+            for name, pid in (("same", gateway.pid), ("cross", gateway.pid), ("direct", chaos.pid))
+        }
+        servers.close()
+        plain_port, tenant_port = free_port(), free_port()
+        plain = servers.enter_context(
+            server(uvicorn_app("bench._trivial_app:app_plain", plain_port), plain_port)
+        )
+        tenant = servers.enter_context(
+            server(uvicorn_app("bench._trivial_app:app_tenant", tenant_port), tenant_port)
+        )
+        tenancy = {"x-tenant-id": "bench"}
+        trivial = alternating(
+            {
+                "plain": Probe("plain", f"{plain.url}/hello", headers=tenancy),
+                "tenant": Probe("tenant", f"{tenant.url}/hello", headers=tenancy),
+            }
+        )
+    report(ms, rps, cpu, trivial)
+
+
+def report(
+    ms: dict[str, list[float]],
+    rps: dict[str, float],
+    cpu: dict[str, float],
+    trivial: dict[str, float],
+) -> None:
+    def added(name: str, baseline: str, q: float) -> float:
+        return percentile(ms[name], q) - percentile(ms[baseline], q)
+
+    print(f"{len(ms['direct'])} ticks at {RATE}/s, one request of each kind per tick, loopback")
+    print("milliseconds          p50      p99")
+    rows = (
+        ("direct", "direct to upstream"),
+        ("same", "gateway, same format"),
+        ("cross", "gateway, cross format"),
+        ("direct_stream", "direct, first event"),
+        ("same_stream", "gateway, first event"),
+    )
+    for name, label in rows:
+        print(f"{label:<21} {percentile(ms[name], 50):6.2f}  {percentile(ms[name], 99):7.2f}")
+    print(f"closed loop, {ROUNDS} rounds of {ROUND_S:.0f} s, 32 in flight, median:")
+    print(f"  gateway (one worker) {rps['gateway']:,.0f} req/s, direct {rps['direct']:,.0f} req/s")
+    print(f"CPU ms per request, {CPU_REQUESTS} one after another: gateway {cpu['same']:.2f},")
+    print(f"  cross format {cpu['cross']:.2f}, the upstream called directly {cpu['direct']:.2f}")
+    print(f"  trivial endpoint {trivial['plain']:,.0f} req/s plain,")
+    print(f"  {trivial['tenant']:,.0f} req/s with TenantMiddleware")
+    headline(
+        {
+            "added_latency_p50_ms": added("same", "direct", 50),
+            "added_latency_p99_ms": added("same", "direct", 99),
+            "added_ttfb_p50_ms": added("same_stream", "direct_stream", 50),
+            "cross_format_added_latency_p50_ms": added("cross", "direct", 50),
+            "gateway_rps_one_worker": rps["gateway"],
+            "direct_rps": rps["direct"],
+            "gateway_rps_ratio": rps["gateway"] / rps["direct"],
+            "gateway_cpu_ms_per_request": cpu["same"],
+            "gateway_cpu_ms_per_cross_request": cpu["cross"],
+            "upstream_cpu_ms_per_request": cpu["direct"],
+            "middleware_throughput_ratio": trivial["tenant"] / trivial["plain"],
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ COMMANDS = [
     ),
     Command("client_overhead.py", "Client overhead over a bare SDK call, in-process"),
     Command("audit.py", "Audit trail write cost", repeats=2),
-    Command("gateway.py", "Gateway latency and middleware throughput", repeats=2),
+    Command("gateway.py", "Gateway latency, throughput and middleware throughput", repeats=2),
     Command(
         "redis_store.py",
         "Shared breakers on Redis: hot path, failures, a dead provider over 4 processes",
@@ -112,6 +112,9 @@ GOALS = [
         lambda v: v <= 400,
         "≤ 400 B, the lightest",
     ),
+    Goal("gateway: added latency p50", "added_latency_p50_ms", lambda v: v <= 1.0, "≤ 1.0 ms"),
+    Goal("gateway: added latency p99", "added_latency_p99_ms", lambda v: v <= 3.0, "≤ 3.0 ms"),
+    Goal("gateway: added time to first event", "added_ttfb_p50_ms", lambda v: v <= 1.0, "≤ 1.0 ms"),
     Goal(
         "retry storm: calls per request, budget on",
         "retry_storm_calls_per_request_budget",

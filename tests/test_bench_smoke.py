@@ -43,7 +43,14 @@ EXACT = {"half_open_upstream_calls": 1.0, "events_per_trip": 1.0}
         ),
         (
             "gateway.py",
-            ["added_latency_p50_ms", "added_latency_p99_ms", "middleware_throughput_ratio"],
+            [
+                "added_latency_p50_ms",
+                "added_latency_p99_ms",
+                "added_ttfb_p50_ms",
+                "cross_format_added_latency_p50_ms",
+                "gateway_rps_one_worker",
+                "middleware_throughput_ratio",
+            ],
         ),
     ],
 )
