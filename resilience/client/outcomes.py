@@ -25,6 +25,10 @@ class OutcomeStatus(enum.StrEnum):
     RPM_LIMITED = "rpm_limited"
     """Skipped without a call: the tenant's or the provider's requests-per-minute bucket
     was empty (`retry_after_s`: until it has a token)."""
+    BULKHEAD_FULL = "bulkhead_full"
+    """Skipped without a call: the provider's concurrency gate had no slot for this tenant
+    (`message`: `tenant_limit`, its own cap; `provider_limit`, the gate was full for the
+    wait); never a failure on any breaker."""
     CANNOT_CARRY = "cannot_carry"
     """Skipped without a call: the request has a field this target cannot carry (a native
     call crossing formats); `message` names it."""

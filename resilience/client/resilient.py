@@ -65,6 +65,7 @@ from resilience.models import (
 from resilience.providers import Provider, build_provider
 from resilience.providers.native import NativeAnswer, NativeApi
 from resilience.retry import RetryBudgets, RetryPolicy, retry_rest, wait_retry_after
+from resilience.routing.bulkhead import Bulkheads, Refusal, Slot, slot_outcome
 from resilience.routing.health import HealthBoard
 from resilience.routing.routes import Group, Route, Target
 from resilience.routing.strategies import Balancer
@@ -93,13 +94,17 @@ class TenantPolicy:
     api_keys: Mapping[ProviderName, str] = field(default_factory=dict)
     rpm: Mapping[ProviderName, float] = field(default_factory=dict)
     """Requests per minute this tenant may send to a provider (0 or absent: unlimited)."""
+    max_concurrent: Mapping[ProviderName, int] = field(default_factory=dict)
+    """Calls this tenant may have at a provider at once, in flight and waiting, instead of
+    the bulkheads' default (`BulkheadPolicy.max_concurrent_per_tenant`)."""
 
     def __repr__(self) -> str:
         keys = sorted(self.api_keys)
         routes = sorted(self.routes)
         return (
             f"TenantPolicy(local_only={self.local_only}, routes={routes}, "
-            f"api_keys_for={keys}, rpm={dict(self.rpm)})"
+            f"api_keys_for={keys}, rpm={dict(self.rpm)}, "
+            f"max_concurrent={dict(self.max_concurrent)})"
         )
 
 
@@ -114,6 +119,8 @@ class _Won(Generic[T]):
     target: Target
     attempts: int
     outcomes: tuple[TargetOutcome, ...]
+    slot: Slot | None = None
+    """The bulkhead slot a stream holds until it ends."""
 
 
 class ResilientClient:
@@ -133,6 +140,8 @@ class ResilientClient:
         clock: monotonic seconds, for deadlines and budgets.
         sleep: how to wait (tests pass a recorder).
         rng: randomness for jitter and the `weighted` strategy.
+        bulkheads: concurrency gates per provider (`resilience.routing.bulkhead`); None: no
+            limit but the connection pool's. `from_config` builds them from `[bulkhead]`.
     """
 
     def __init__(
@@ -149,8 +158,10 @@ class ResilientClient:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        bulkheads: Bulkheads | None = None,
     ) -> None:
         self.providers = dict(providers)
+        self.bulkheads = bulkheads
         self.routes = dict(routes or {})
         self.tenants = dict(tenants or {})
         if registry is None:
@@ -211,6 +222,7 @@ class ResilientClient:
                 routes=t.routes,
                 api_keys={p: environ[env] for p, env in t.provider_keys.items() if env in environ},
                 rpm=t.rpm,
+                max_concurrent=t.max_concurrent,
             )
             for tenant_id, t in config.tenants.items()
         }
@@ -224,6 +236,7 @@ class ResilientClient:
             tracer_provider=tracer_provider,
             clock=clock,
             sleep=sleep,
+            bulkheads=Bulkheads(config.bulkhead, clock=clock) if config.bulkhead else None,
         )
 
     # -- the three calls ---------------------------------------------------------------------
@@ -279,6 +292,7 @@ class ResilientClient:
             target=won.target,
             attempts=won.attempts,
             outcomes=won.outcomes,
+            slot=won.slot,
         )
 
     # -- native calls: a body in a provider's own format --------------------------------------
@@ -343,6 +357,7 @@ class ResilientClient:
             target=won.target,
             attempts=won.attempts,
             outcomes=won.outcomes,
+            slot=won.slot,
         )
 
     # -- routing -----------------------------------------------------------------------------
@@ -534,7 +549,9 @@ class ResilientClient:
             for tally in tallies:
                 if tally.reached:
                     walk.outcomes.append(tally.outcome())
-            return self._won(value, permit, breaker, target, walk.outcomes)
+            won = self._won(value, permit, breaker, target, walk.outcomes)
+            won.slot, walk.slot = walk.slot, None
+            return won
         walk.outcomes.extend([t.outcome() for t in tallies if t.reached])
         for tally in candidates:  # the deadline ran out before their turn
             if not tally.reached:
@@ -563,17 +580,31 @@ class ResilientClient:
             ):
                 tally.rate_limited(self._token_wait_s(target.provider, walk))
                 continue
+            slot: Slot | None = None
+            if self.bulkheads is not None:
+                got = await self._slot(walk, target.provider)
+                if isinstance(got, Refusal):
+                    gate = self.bulkheads.gate(target.provider)
+                    tally.bulkhead_full(got, gate.hold_s)
+                    continue
+                slot = got
             breaker = self.registry.get(walk.tenant, target.provider)
             tally.attempts += 1
             try:
                 value, permit = await attempt_at(walk, target, breaker, tally.attempts)
             except CircuitOpenError as refused:
+                if slot is not None:
+                    slot.release("neutral")
                 tally.refused(refused.retry_after_s)
                 continue
             except DeadlineExceeded:
+                if slot is not None:
+                    slot.release("neutral")
                 tally.status = OutcomeStatus.DEADLINE
                 raise
             except ProviderError as exc:
+                if slot is not None:
+                    slot.release(slot_outcome(exc.kind))
                 tally.failed(exc)
                 if not exc.kind.policy.fallback:
                     raise
@@ -581,12 +612,31 @@ class ResilientClient:
                     again.append(tally)
                     retryable = exc
                 continue
+            except BaseException:
+                if slot is not None:
+                    slot.release("neutral")
+                raise
+            if slot is not None:
+                if walk.hold:
+                    walk.slot = slot  # the stream holds it until it ends
+                else:
+                    slot.release("success")
             tally.status = OutcomeStatus.SUCCEEDED
             return value, permit, breaker, target
         candidates[:] = again
         if retryable is not None:
             raise retryable
         raise _StepFailed
+
+    def _slot(self, walk: _Walk[T], provider: ProviderName) -> Awaitable[Slot | Refusal]:
+        """A bulkhead slot at `provider`, waiting at most the policy's `max_wait_s` and never
+        past the deadline; or why there is none."""
+        assert self.bulkheads is not None
+        gate = self.bulkheads.gate(provider)
+        wait_s = min(gate.policy.max_wait_s, walk.deadline.remaining())
+        return gate.acquire(
+            walk.tenant, max_wait_s=wait_s, tenant_limit=walk.policy.max_concurrent.get(provider)
+        )
 
     def _attempt(
         self, walk: _Walk[T], target: Target, breaker: CircuitBreaker, number: int
@@ -770,6 +820,8 @@ class _Walk(Generic[T]):
     carry: Carry | None = None
     """For a native call: why a target cannot take it (`NativePlan.cannot_carry`)."""
     outcomes: list[TargetOutcome] = field(default_factory=list)
+    slot: Slot | None = None
+    """The bulkhead slot of the attempt that opened a held stream, for `_Won`."""
 
 
 @dataclass(slots=True)
@@ -783,6 +835,8 @@ class _Tally:
     retry_after_s: float | None = None
     reached: bool = False
     """Whether a pass got to it (only those have an outcome; the rest ran out of time)."""
+    reason: str = ""
+    """Why a bulkhead refused it (`Refusal`), as the outcome's message."""
 
     def refused(self, retry_after_s: float | None) -> None:
         self.attempts -= 1  # nothing was called
@@ -793,6 +847,12 @@ class _Tally:
         if self.error is None:
             self.status = OutcomeStatus.RPM_LIMITED
             self.retry_after_s = wait_s
+
+    def bulkhead_full(self, refusal: Refusal, hold_s: float | None) -> None:
+        if self.error is None:
+            self.status = OutcomeStatus.BULKHEAD_FULL
+            self.reason = str(refusal)
+            self.retry_after_s = hold_s
 
     def failed(self, error: ProviderError) -> None:
         self.status = OutcomeStatus.FAILED
@@ -808,7 +868,11 @@ class _Tally:
             ):
                 return _answered_at_once(self.target)
             return TargetOutcome(
-                self.target, self.status, attempts=self.attempts, retry_after_s=self.retry_after_s
+                self.target,
+                self.status,
+                attempts=self.attempts,
+                retry_after_s=self.retry_after_s,
+                message=self.reason,
             )
         return _outcome(self.target, self.status, self.attempts, self.error, self.retry_after_s)
 

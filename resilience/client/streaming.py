@@ -7,7 +7,8 @@ is `stream_interrupted` (counted on the breaker, no other target tried) and is
 raised to the consumer as a `ProviderError`; a stream that ends without its end
 marker raises too, never a silent stop. Closing or cancelling the stream closes
 the upstream response at once and is neutral for the breaker. The breaker
-permit (a half-open probe's included) is held until the stream ends.
+permit (a half-open probe's included) is held until the stream ends, and so is the
+bulkhead slot, when the client has bulkheads.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Generic, TypeVar
 from resilience.breaker.machine import CircuitBreaker, Permit
 from resilience.client.attempt import failure
 from resilience.client.outcomes import TargetOutcome
+from resilience.routing.bulkhead import Slot, slot_outcome
 from resilience.routing.routes import Target
 
 ItemT = TypeVar("ItemT")
@@ -39,8 +41,10 @@ class ResilientStream(Generic[ItemT]):
         target: Target,
         attempts: int,
         outcomes: tuple[TargetOutcome, ...],
+        slot: Slot | None = None,
     ) -> None:
         self._upstream = upstream
+        self._slot = slot
         self._first = first
         self._permit = permit
         self._breaker = breaker
@@ -64,15 +68,20 @@ class ResilientStream(Generic[ItemT]):
         except StopAsyncIteration:
             self._done = True
             self._breaker.record_success(self._permit)
+            if self._slot is not None:
+                self._slot.release("success")
             raise
         except asyncio.CancelledError:
             await self._abandon()
             raise
         except Exception as exc:
             self._done = True
-            raise failure(
+            error = failure(
                 self._breaker, self._permit, exc, number=self.attempts, stream_started=True
-            ) from exc
+            )
+            if self._slot is not None:
+                self._slot.release(slot_outcome(error.kind))
+            raise error from exc
 
     async def aclose(self) -> None:
         """Stop early: close the upstream response; the breaker hears nothing."""
@@ -83,6 +92,8 @@ class ResilientStream(Generic[ItemT]):
             return
         self._done = True
         self._breaker.release(self._permit)
+        if self._slot is not None:
+            self._slot.release("neutral")
         await self._upstream.aclose()
 
     async def __aenter__(self) -> ResilientStream[ItemT]:

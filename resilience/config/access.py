@@ -12,6 +12,7 @@ from resilience.config.checks import (
     describe,
     env_reference,
     flag,
+    number,
     only,
     parse_route,
     rpm,
@@ -65,18 +66,24 @@ def parse_tenant(
                 )
     keys: dict[str, str] = {}
     limits: dict[str, float] = {}
+    caps: dict[str, int] = {}
     for provider, settings in table(data, "providers", f"{path}.providers").items():
         where = f"{path}.providers.{provider}"
         if provider not in providers:
             raise ConfigError(where, f"unknown provider {provider!r}")
         settings = as_table(settings, where)
-        only(settings, where, {"api_key_env", "rpm"})
+        only(settings, where, {"api_key_env", "rpm", "max_concurrent"})
         env = env_reference(settings.get("api_key_env"), f"{where}.api_key_env", environ)
         if env is not None:
             keys[provider] = env
         limit = rpm(settings.get("rpm", 0), f"{where}.rpm")
         if limit:
             limits[provider] = limit
+        if "max_concurrent" in settings:
+            cap = number(settings["max_concurrent"], f"{where}.max_concurrent", integer=True)
+            if cap < 1:
+                raise ConfigError(f"{where}.max_concurrent", f"must be >= 1, got {cap!r}")
+            caps[provider] = int(cap)
     return TenantConfig(
         tenant_id=tenant,
         api_key_sha256=digests,
@@ -84,6 +91,7 @@ def parse_tenant(
         routes=routes,
         provider_keys=keys,
         rpm=limits,
+        max_concurrent=caps,
     )
 
 

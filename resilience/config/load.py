@@ -62,9 +62,12 @@ from resilience.config.schema import (
 )
 from resilience.providers.settings import KINDS, LOCATIONS, ProviderSettings
 from resilience.retry import RetryPolicy
+from resilience.routing.bulkhead import BulkheadPolicy
 from resilience.routing.routes import Group
 
-_SECTIONS = frozenset({"server", "breaker", "retry", "providers", "routes", "tenants", "admin"})
+_SECTIONS = frozenset(
+    {"server", "breaker", "retry", "bulkhead", "providers", "routes", "tenants", "admin"}
+)
 _SETTINGS_KEYS = frozenset(f.name for f in fields(ProviderSettings)) - {"api_key"}
 """`[providers.NAME]` keys that are `ProviderSettings` fields: the key is never in the file."""
 _PROVIDER_KEYS = _SETTINGS_KEYS | {"api_key_env", "breaker", "rpm"}
@@ -147,6 +150,7 @@ def _config(data: Mapping[str, Any], environ: Mapping[str, str], source: str) ->
     server = _server(table(data, "server", "server"))
     breaker = _policy(BreakerPolicy, table(data, "breaker", "breaker"), "breaker", None)
     retry = _policy(RetryPolicy, table(data, "retry", "retry"), "retry", None)
+    bulkhead = _bulkhead(table(data, "bulkhead", "bulkhead"))
     providers_data = table(data, "providers", "providers")
     if not providers_data:
         raise ConfigError("providers", "at least one provider is required ([providers.NAME])")
@@ -172,6 +176,7 @@ def _config(data: Mapping[str, Any], environ: Mapping[str, str], source: str) ->
         server=server,
         breaker=breaker,
         retry=retry,
+        bulkhead=bulkhead,
         providers=providers,
         routes=routes,
         tenants=tenants,
@@ -247,6 +252,26 @@ def _policy(kind: type[P], data: Mapping[str, Any], path: str, base: P | None) -
         raise ConfigError(f"{path}.{name}", problem) from None
     floats: dict[str, Any] = {k: float(v) for k, v in values.items() if k not in integers}
     return replace(policy, **floats)
+
+
+_BULKHEAD_INTS = frozenset({"max_concurrent_per_tenant", "initial_limit", "min_limit", "max_limit"})
+
+
+def _bulkhead(data: Mapping[str, Any]) -> BulkheadPolicy | None:
+    """`[bulkhead]`: `enabled` (default true) and `BulkheadPolicy`'s fields."""
+    only(data, "bulkhead", {"enabled", *(f.name for f in fields(BulkheadPolicy))})
+    if not flag(data.get("enabled", True), "bulkhead.enabled"):
+        return None
+    values: dict[str, Any] = {
+        key: number(value, f"bulkhead.{key}", integer=key in _BULKHEAD_INTS)
+        for key, value in data.items()
+        if key != "enabled"
+    }
+    try:
+        return BulkheadPolicy(**values)
+    except ValueError as exc:  # "max_limit: must be ...": the policy names the field
+        name, _, problem = str(exc).partition(": ")
+        raise ConfigError(f"bulkhead.{name}", problem) from None
 
 
 def _provider(

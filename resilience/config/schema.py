@@ -16,6 +16,7 @@ from resilience.breaker.policy import BreakerPolicy
 from resilience.errors import ResilienceError
 from resilience.providers.settings import ProviderSettings
 from resilience.retry import RetryPolicy
+from resilience.routing.bulkhead import BulkheadPolicy
 from resilience.routing.routes import Route
 from resilience.types import ProviderName, TenantId
 
@@ -102,6 +103,8 @@ class TenantConfig:
     """Provider name -> the NAME of the variable holding this tenant's own key."""
     rpm: Mapping[ProviderName, float] = field(default_factory=dict)
     """Provider name -> requests per minute this tenant may send there (absent: unlimited)."""
+    max_concurrent: Mapping[ProviderName, int] = field(default_factory=dict)
+    """Provider name -> calls this tenant may have there at once (absent: `[bulkhead]`'s)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +124,8 @@ class Config:
     breaker: BreakerPolicy
     retry: RetryPolicy
     providers: Mapping[ProviderName, ProviderConfig]
+    bulkhead: BulkheadPolicy | None = field(default_factory=BulkheadPolicy)
+    """`[bulkhead]`: each provider's concurrency gate; None when `enabled = false`."""
     routes: Mapping[str, Route]
     tenants: Mapping[TenantId, TenantConfig]
     admin_tokens: Mapping[str, AdminToken]

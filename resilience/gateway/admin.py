@@ -246,7 +246,8 @@ class AdminEndpoints:
 
     async def providers(self, request: Request) -> Response:
         """Health of each (provider, model) this process has called: latency p50/p99 and
-        EWMA, error rate, calls in flight, and the provider's rpm limit and skips. It is about
+        EWMA, error rate, calls in flight, and the provider's rpm limit and skips; and each
+        provider's concurrency gate (`bulkheads`: learned limit, in flight, waiting). It is about
         upstreams shared by every tenant, so only an unrestricted token may read it."""
         auth = self._unrestricted(request, "providers")
         if isinstance(auth, Response):
@@ -260,7 +261,24 @@ class AdminEndpoints:
             }
             for snap in client.health.snapshot()
         ]
-        return JSONResponse({"providers": rows})
+        gates = client.bulkheads
+        bulkheads = (
+            {
+                name: {
+                    "limit": gate.limit,
+                    "in_flight": gate.in_flight,
+                    "waiting": gate.waiting,
+                    "min_limit": gate.policy.min_limit,
+                    "max_limit": gate.policy.max_limit,
+                    "refused": {str(k): v for k, v in gate.refused.items()},
+                }
+                for name in client.providers
+                for gate in (gates.gate(name),)
+            }
+            if gates is not None
+            else {}
+        )
+        return JSONResponse({"providers": rows, "bulkheads": bulkheads})
 
     async def summary(self, request: Request) -> Response:
         """Per provider over [since, until): opens and open time, both clipped to now."""

@@ -44,6 +44,7 @@ from resilience.gateway.failures import (
     BodyTooLarge,
     Failure,
     failure_of,
+    own_concurrency_limit,
     own_rate_limit,
     render,
 )
@@ -234,7 +235,9 @@ class ModelEndpoints:
     def _failure(self, started: float, exc: Exception, *, anthropic: bool) -> Response:
         """Counted, then answered as `failure_response` does, or 429 when the tenant's own
         rate limit is all that held the request back."""
-        limited = own_rate_limit(self._client(), exc) if isinstance(exc, AllTargetsFailed) else None
+        limited = None
+        if isinstance(exc, AllTargetsFailed):
+            limited = own_rate_limit(self._client(), exc) or own_concurrency_limit(exc)
         if limited is not None:
             tenant = self._metrics.tenant(current_tenant_or_none())
             self._metrics.requests.labels(tenant, "", "tenant_rate_limited").inc()

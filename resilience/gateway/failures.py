@@ -37,6 +37,7 @@ from resilience.errors import (
     UnknownRouteError,
 )
 from resilience.formats.wire import WireError, anthropic_error, field_of, openai_error
+from resilience.routing.bulkhead import Refusal
 from resilience.tenancy.middleware import anthropic_error_type
 from resilience.types import PROVIDER_WIDE, TenantId
 
@@ -183,6 +184,30 @@ def own_rate_limit(client: ResilientClient, exc: AllTargetsFailed) -> Failure | 
         "retry after the Retry-After seconds",
         type_="rate_limit_error",
         code="rate_limit_exceeded",
+        retry_after_s=retry_after_header(min(waits) if waits else 1.0),
+    )
+
+
+def own_concurrency_limit(exc: AllTargetsFailed) -> Failure | None:
+    """429 when the tenant's own concurrency cap is the only reason nothing was tried: every
+    target refused by its bulkhead at the tenant's cap (`tenant_limit`), or skipped as one
+    that never fits; a provider that was full for everyone is an outage (503)."""
+    outcomes = exc.outcomes
+    capped = [
+        o
+        for o in outcomes
+        if o.status is OutcomeStatus.BULKHEAD_FULL and o.message == str(Refusal.TENANT_LIMIT)
+    ]
+    if not capped or any(o not in capped and o.status not in _STATIC_SKIPS for o in outcomes):
+        return None
+    waits = [o.retry_after_s for o in capped if o.retry_after_s]
+    providers = ", ".join(sorted({o.target.provider for o in capped}))
+    return Failure(
+        status=429,
+        message=f"tenant {exc.tenant!r} has as many calls in flight as it may at {providers}; "
+        "retry after the Retry-After seconds",
+        type_="rate_limit_error",
+        code="concurrency_limit_exceeded",
         retry_after_s=retry_after_header(min(waits) if waits else 1.0),
     )
 

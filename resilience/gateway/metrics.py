@@ -195,6 +195,7 @@ class _Live(Collector):
         yield tasks
         if client is not None:
             yield from _health(client)
+            yield from _bulkheads(client)
             yield from _store(client.registry.store.status())
         sink = self._sink()
         if sink is not None:
@@ -242,6 +243,36 @@ def _store(status: dict[str, Any]) -> Iterator[GaugeMetricFamily | CounterMetric
         )
         resyncs.add_metric([], status["resyncs"])
         yield resyncs
+
+
+def _bulkheads(client: ResilientClient) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """Each provider's concurrency gate: its learned limit, calls in flight and waiting,
+    and the calls it refused, by reason (no tenant labels: the gate is per provider)."""
+    if client.bulkheads is None:
+        return
+    labels = ["provider"]
+    limit = GaugeMetricFamily(
+        "resilience_bulkhead_limit", "The provider's learned concurrency limit.", labels=labels
+    )
+    in_flight = GaugeMetricFamily(
+        "resilience_bulkhead_in_flight", "Calls holding a slot.", labels=labels
+    )
+    waiting = GaugeMetricFamily(
+        "resilience_bulkhead_waiting", "Calls waiting for a slot.", labels=labels
+    )
+    refused = CounterMetricFamily(
+        "resilience_bulkhead_refused",
+        "Targets skipped without a call: the tenant's own cap, or the gate full for the wait.",
+        labels=[*labels, "reason"],
+    )
+    for provider in client.providers:
+        gate = client.bulkheads.gate(provider)
+        limit.add_metric([provider], gate.limit)
+        in_flight.add_metric([provider], gate.in_flight)
+        waiting.add_metric([provider], gate.waiting)
+        for reason, count in gate.refused.items():
+            refused.add_metric([provider, str(reason)], count)
+    yield from (limit, in_flight, waiting, refused)
 
 
 def _health(client: ResilientClient) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:

@@ -428,7 +428,13 @@ def document() -> dict[str, Any]:
                         "200": _json(
                             {
                                 "type": "object",
-                                "properties": {"providers": {"type": "array", "items": _HEALTH}},
+                                "properties": {
+                                    "providers": {"type": "array", "items": _HEALTH},
+                                    "bulkheads": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "object"},
+                                    },
+                                },
                                 "required": ["providers"],
                             }
                         ),

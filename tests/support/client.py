@@ -22,6 +22,7 @@ from resilience.providers.limits import DEFAULT_MAX_RESPONSE_BYTES
 from resilience.providers.openai import OpenAIProvider
 from resilience.providers.settings import ProviderSettings
 from resilience.retry import RetryPolicy
+from resilience.routing.bulkhead import BulkheadPolicy, Bulkheads
 from resilience.routing.routes import Route, Target
 from resilience.types import Clock, Sleep
 from tests.support.clock import FakeClock
@@ -53,6 +54,7 @@ class Harness:
         timeout_s: float = 5.0,
         real_time: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        bulkhead: BulkheadPolicy | None = None,
     ) -> ResilientClient:
         if served:
             root = await self._stack.enter_async_context(self.chaos.serve())
@@ -76,6 +78,7 @@ class Harness:
             retry=retry or RetryPolicy(),
             clock=clock,
             sleep=sleep,
+            bulkheads=Bulkheads(bulkhead, clock=clock) if bulkhead is not None else None,
         )
 
 
