@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+import httpx2
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -28,7 +29,7 @@ from resilience.client.outcomes import OutcomeStatus, Result, TargetOutcome
 from resilience.client.resilient import ResilientClient
 from resilience.client.streaming import ResilientStream
 from resilience.config.schema import DEFAULT_MAX_BODY_BYTES
-from resilience.errors import AllTargetsFailed, ProviderError
+from resilience.errors import AllTargetsFailed, ErrorKind, ProviderError
 from resilience.formats.wire import (
     AnthropicStreamWriter,
     OpenAIStreamWriter,
@@ -243,11 +244,48 @@ class ModelEndpoints:
             self._metrics.requests.labels(tenant, "", "tenant_rate_limited").inc()
         else:
             self._record(started, None, exc)
+            relayed = self._relayed(exc, anthropic=anthropic)
+            if relayed is not None:
+                return relayed
         return render(
             limited or failure_of(exc),
             anthropic=anthropic,
             request_id=current_request_id(),
             sdk_should_retry=self._sdk_should_retry,
+        )
+
+    def _relayed(self, exc: Exception, *, anthropic: bool) -> Response | None:
+        """The upstream's own refusal of the caller's request, as it sent it (status and
+        body: OpenAI's `param` and `code`, Anthropic's error type), when the upstream speaks
+        the endpoint's format; None otherwise (then `failure_of` words it)."""
+        if not (
+            isinstance(exc, ProviderError)
+            and exc.sent
+            and exc.kind in _CALLERS_OWN
+            and exc.status_code is not None
+            and 400 <= exc.status_code < 500
+        ):
+            return None
+        provider = self._client().providers.get(exc.provider or "")
+        if provider is None or (provider.kind == "anthropic") != anthropic:
+            return None
+        response = getattr(exc.__cause__, "response", None)
+        if not isinstance(response, httpx2.Response) or not response.is_stream_consumed:
+            return None
+        if not response.headers.get("content-type", "").startswith("application/json"):
+            return None
+        headers = {} if self._sdk_should_retry else {"x-should-retry": "false"}
+        body = response.content
+        if anthropic:  # the request id a caller reports is the gateway's, as in its headers
+            try:
+                data = json.loads(body)
+            except ValueError:
+                return None
+            if not isinstance(data, dict) or not isinstance(data.get("error"), dict):
+                return None
+            body = json.dumps({**data, "request_id": current_request_id() or ""}).encode()
+        return Response(
+            body, status_code=exc.status_code, media_type="application/json", headers=headers
         )
 
     async def chat_completions(self, request: Request) -> Response:
@@ -335,6 +373,11 @@ class ModelEndpoints:
 
 
 _STREAMING = frozenset({"openai.chat", "anthropic.messages"})
+
+_CALLERS_OWN = frozenset(
+    {ErrorKind.BAD_REQUEST, ErrorKind.CONTEXT_LENGTH, ErrorKind.CONTENT_FILTER}
+)
+"""Refusals of the request itself, which the upstream words best."""
 
 _FORWARDED = ("anthropic-beta",)
 """Request headers that go on to targets of the body's own format: Anthropic's beta

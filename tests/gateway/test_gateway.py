@@ -356,3 +356,23 @@ async def test_openapi_document_lists_every_route(running: Running) -> None:
         "/admin/summary",
     }
     assert routes <= paths
+
+
+async def test_the_upstreams_own_refusal_comes_back_as_it_sent_it(running: Running) -> None:
+    """A 400 of a same-format upstream keeps its status, `param` and `code` (the gateway does
+    not reword what the provider said of the caller's request), and is not retried."""
+    running.chaos.add_fault(
+        Fault(status=400, error_code="invalid_value", message="messages[0].content: too odd"),
+        upstream="primary",
+    )
+    response = await running.http.post(
+        "/v1/chat/completions",
+        headers=running.auth("acme"),
+        json={"model": "primary:gpt-4.1", "messages": MESSAGES},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_value"
+    assert error["message"] == "messages[0].content: too odd"
+    assert response.headers["x-should-retry"] == "false"
+    assert running.chaos.hit_count(upstream="primary") == 1
