@@ -18,6 +18,10 @@ direct percentile:
 - `cross_format_added_latency_p50_ms`: OpenAI body to the Anthropic-kind route, against the
   direct OpenAI-format call to the upstream (the client's alternative: call the upstream in
   the format it already speaks), so it includes both translations.
+- `bare_proxy_added_latency_p50_ms`: the same body through `bench/_bare_proxy.py`, a bare
+  Starlette + httpx2 proxy with none of the gateway's work, sent in the same ticks: the
+  floor that the extra loopback hop alone costs on this machine.
+  `gateway_over_bare_proxy_p50_ms` is the gateway's p50 over that floor: its own work.
 
 Throughput: closed loop with 32 requests in flight, rounds alternating between the gateway
 and the upstream called directly; median over rounds. `gateway_rps_one_worker` is the
@@ -176,6 +180,7 @@ def main() -> None:
             "RESILIENCE_SPOOL": f"{tmp}/spool.jsonl",
         }
         cli = [PYTHON, "-m", "resilience.cli"]
+        bare_port = free_port()
         chaos = servers.enter_context(
             server([*cli, "chaos", "--port", str(chaos_port)], chaos_port)
         )
@@ -186,8 +191,23 @@ def main() -> None:
                 env,
             )
         )
+        bare_env = {
+            "BARE_PROXY_UPSTREAM": f"{chaos.url}/openai/v1/chat/completions",
+            "BARE_PROXY_MODEL": UPSTREAM_MODEL,
+        }
+        bare = servers.enter_context(
+            server(uvicorn_app("bench._bare_proxy:app", bare_port), bare_port, bare_env)
+        )
         check_cross_route(gateway.url)
         kinds = probes(chaos.url, gateway.url)
+        kinds.append(
+            Probe(
+                "bare",
+                f"{bare.url}/v1/chat/completions",
+                {"model": "chat", "messages": MESSAGES},
+                HEADERS,
+            )
+        )
         ms = asyncio.run(paced(kinds, rate=RATE, seconds=SECONDS))
         by_name = {probe.name: probe for probe in kinds}
         rps = alternating({"gateway": by_name["same"], "direct": by_name["direct"]})
@@ -228,6 +248,7 @@ def report(
         ("direct", "direct to upstream"),
         ("same", "gateway, same format"),
         ("cross", "gateway, cross format"),
+        ("bare", "bare proxy (floor)"),
         ("direct_stream", "direct, first event"),
         ("same_stream", "gateway, first event"),
     )
@@ -245,6 +266,8 @@ def report(
             "added_latency_p99_ms": added("same", "direct", 99),
             "added_ttfb_p50_ms": added("same_stream", "direct_stream", 50),
             "cross_format_added_latency_p50_ms": added("cross", "direct", 50),
+            "bare_proxy_added_latency_p50_ms": added("bare", "direct", 50),
+            "gateway_over_bare_proxy_p50_ms": added("same", "bare", 50),
             "gateway_rps_one_worker": rps["gateway"],
             "direct_rps": rps["direct"],
             "gateway_rps_ratio": rps["gateway"] / rps["direct"],
