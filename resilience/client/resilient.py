@@ -714,18 +714,38 @@ class ResilientClient:
             walk.tenant, target.provider, walk.policy
         ):
             return None
+        slot: Slot | None = None
+        if self.bulkheads is not None:  # the probe is a call like any other: it needs a slot
+            got = await self._slot(walk, target.provider)
+            if isinstance(got, Refusal):
+                return None
+            slot = got
         number = outcome.attempts + 1
         try:
             value, permit = await self._attempt(walk, target, breaker, number)
         except (CircuitOpenError, DeadlineExceeded):
+            if slot is not None:
+                slot.release("neutral")
             return None
         except ProviderError as exc:
+            if slot is not None:
+                slot.release(slot_outcome(exc.kind))
             if not exc.kind.policy.fallback:
                 raise
             outcomes[index] = _outcome(target, OutcomeStatus.FAILED, number, exc)
             return None
+        except BaseException:
+            if slot is not None:
+                slot.release("neutral")
+            raise
         outcomes[index] = TargetOutcome(target, OutcomeStatus.SUCCEEDED, attempts=number)
-        return self._won(value, permit, breaker, target, outcomes)
+        won = self._won(value, permit, breaker, target, outcomes)
+        if slot is not None:
+            if walk.hold:
+                won.slot = slot  # the stream holds it until it ends
+            else:
+                slot.release("success")
+        return won
 
     # -- rate limits ---------------------------------------------------------------------------
 

@@ -236,12 +236,14 @@ class ModelEndpoints:
     def _failure(self, started: float, exc: Exception, *, anthropic: bool) -> Response:
         """Counted, then answered as `failure_response` does, or 429 when the tenant's own
         rate limit is all that held the request back."""
-        limited = None
+        limited = outcome = None
         if isinstance(exc, AllTargetsFailed):
-            limited = own_rate_limit(self._client(), exc) or own_concurrency_limit(exc)
+            limited, outcome = own_rate_limit(self._client(), exc), "tenant_rate_limited"
+            if limited is None:
+                limited, outcome = own_concurrency_limit(exc), "tenant_concurrency_limited"
         if limited is not None:
             tenant = self._metrics.tenant(current_tenant_or_none())
-            self._metrics.requests.labels(tenant, "", "tenant_rate_limited").inc()
+            self._metrics.requests.labels(tenant, "", outcome).inc()
         else:
             self._record(started, None, exc)
             relayed = self._relayed(exc, anthropic=anthropic)
