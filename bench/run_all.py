@@ -6,7 +6,7 @@ Each command runs in bench/.venv (built on first use), one after the other so th
 compete for the 2 cores. Timed commands run two or three times and each figure is
 reported as median with min-max over those runs; the comparison against LiteLLM runs
 once (each of its figures aggregates hundreds of calls) and the simulations once (they
-are deterministic). About 11 minutes on the 2-core machine. `--quick` runs every command
+are deterministic). About 16 minutes on the 2-core machine. `--quick` runs every command
 in its shortest mode once: a smoke run of the whole pipeline.
 """
 
@@ -62,6 +62,12 @@ COMMANDS = [
         repeats=1,
         why="Once: the dead-provider figures are already medians of 7 runs each.",
     ),
+    Command(
+        "bulkhead.py",
+        "Bulkheads: a quiet tenant beside a slow noisy one, the first wave, fair shares",
+        repeats=2,
+        why="Twice (about 2 minutes each): every figure is measured beside its baseline.",
+    ),
 ]
 
 GOALS = [
@@ -115,6 +121,30 @@ GOALS = [
     Goal("gateway: added latency p50", "added_latency_p50_ms", lambda v: v <= 1.0, "≤ 1.0 ms"),
     Goal("gateway: added latency p99", "added_latency_p99_ms", lambda v: v <= 3.0, "≤ 3.0 ms"),
     Goal("gateway: added time to first event", "added_ttfb_p50_ms", lambda v: v <= 1.0, "≤ 1.0 ms"),
+    Goal(
+        "bulkheads: quiet tenant's added p99, 400 slow calls beside",
+        "quiet_tenant_added_p99_ms",
+        lambda v: v <= 50,
+        "≤ 50 ms",
+    ),
+    Goal(
+        "bulkheads: first wave on a dead provider, of 200",
+        "first_wave_calls_dead_provider",
+        lambda v: v <= 25,
+        "≤ 25",
+    ),
+    Goal(
+        "bulkheads: fair share, max deviation from a third",
+        "fair_share_max_deviation",
+        lambda v: v <= 0.10,
+        "≤ 0.10",
+    ),
+    Goal(
+        "bulkheads: healthy throughput, on over off",
+        "healthy_throughput_ratio",
+        lambda v: v >= 0.97,
+        "≥ 0.97",
+    ),
     Goal(
         "retry storm: calls per request, budget on",
         "retry_storm_calls_per_request_budget",

@@ -1,6 +1,9 @@
 """Fixtures every test folder may use: the machine's Redis and PostgreSQL, for real.
 
 When one is unreachable its tests skip, except under CI=true, where they fail.
+
+`scripts/test` runs the suite on pytest-xdist workers (`-n logical`): tests.support.scheduling
+says which tests share one worker.
 """
 
 from __future__ import annotations
@@ -15,9 +18,15 @@ import redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from resilience.audit.database import create_engine, migrate
+from tests.support.scheduling import GroupScheduling
 from tests.support.servers import PostgresServer, pg_database, postgres_server
 
 REDIS_URL = os.environ.get("RESILIENCE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> GroupScheduling | None:
+    """`-n` (xdist's `load`): the groups of tests.support.scheduling each on one worker."""
+    return GroupScheduling(config, log) if config.getvalue("dist") == "load" else None
 
 
 @pytest.fixture(scope="session")

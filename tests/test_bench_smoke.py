@@ -52,6 +52,15 @@ EXACT = {"half_open_upstream_calls": 1.0, "events_per_trip": 1.0}
                 "middleware_throughput_ratio",
             ],
         ),
+        (
+            "bulkhead.py",
+            [
+                "quiet_tenant_added_p99_ms",
+                "first_wave_calls_dead_provider",
+                "fair_share_max_deviation",
+                "healthy_throughput_ratio",
+            ],
+        ),
     ],
 )
 def test_bench_command_prints_its_figures(script: str, names: list[str]) -> None:

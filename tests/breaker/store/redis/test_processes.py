@@ -94,7 +94,9 @@ async def test_half_open_admits_exactly_n_probes_from_100_callers_on_four_proces
         for _ in range(THRESHOLD):
             await cluster.chat(0)
         await cluster.clear_faults()
-        await cluster.fault({"latency_s": 1.0})  # healthy, and slow: the probes stay out
+        # healthy, and slow: the probes stay out until all 100 calls have arrived, with time to
+        # spare for a busy machine (the suite runs on every core)
+        await cluster.fault({"latency_s": 3.0})
         await cluster.clear_hits()
 
         async def cooled_down() -> bool:
