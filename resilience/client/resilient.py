@@ -283,17 +283,7 @@ class ResilientClient:
             return upstream, first
 
         won = await self._walk(route, tenant, call, request, embed=False, hold=True)
-        upstream, first = won.value
-        return ResilientStream(
-            upstream,
-            first,
-            permit=won.permit,
-            breaker=won.breaker,
-            target=won.target,
-            attempts=won.attempts,
-            outcomes=won.outcomes,
-            slot=won.slot,
-        )
+        return _stream_of(won)
 
     # -- native calls: a body in a provider's own format --------------------------------------
 
@@ -348,17 +338,7 @@ class ResilientClient:
             hold=True,
             carry=plan.cannot_carry,
         )
-        upstream, first = won.value
-        return ResilientStream(
-            upstream,
-            first,
-            permit=won.permit,
-            breaker=won.breaker,
-            target=won.target,
-            attempts=won.attempts,
-            outcomes=won.outcomes,
-            slot=won.slot,
-        )
+        return _stream_of(won)
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -549,9 +529,7 @@ class ResilientClient:
             for tally in tallies:
                 if tally.reached:
                     walk.outcomes.append(tally.outcome())
-            won = self._won(value, permit, breaker, target, walk.outcomes)
-            won.slot, walk.slot = walk.slot, None
-            return won
+            return self._won(value, permit, breaker, target, walk)
         walk.outcomes.extend([t.outcome() for t in tallies if t.reached])
         for tally in candidates:  # the deadline ran out before their turn
             if not tally.reached:
@@ -591,20 +569,16 @@ class ResilientClient:
             breaker = self.registry.get(walk.tenant, target.provider)
             tally.attempts += 1
             try:
-                value, permit = await attempt_at(walk, target, breaker, tally.attempts)
+                value, permit = await self._in_slot(
+                    walk, slot, attempt_at(walk, target, breaker, tally.attempts)
+                )
             except CircuitOpenError as refused:
-                if slot is not None:
-                    slot.release("neutral")
                 tally.refused(refused.retry_after_s)
                 continue
             except DeadlineExceeded:
-                if slot is not None:
-                    slot.release("neutral")
                 tally.status = OutcomeStatus.DEADLINE
                 raise
             except ProviderError as exc:
-                if slot is not None:
-                    slot.release(slot_outcome(exc.kind))
                 tally.failed(exc)
                 if not exc.kind.policy.fallback:
                     raise
@@ -612,15 +586,6 @@ class ResilientClient:
                     again.append(tally)
                     retryable = exc
                 continue
-            except BaseException:
-                if slot is not None:
-                    slot.release("neutral")
-                raise
-            if slot is not None:
-                if walk.hold:
-                    walk.slot = slot  # the stream holds it until it ends
-                else:
-                    slot.release("success")
             tally.status = OutcomeStatus.SUCCEEDED
             return value, permit, breaker, target
         candidates[:] = again
@@ -637,6 +602,30 @@ class ResilientClient:
         return gate.acquire(
             walk.tenant, max_wait_s=wait_s, tenant_limit=walk.policy.max_concurrent.get(provider)
         )
+
+    @staticmethod
+    async def _in_slot(
+        walk: _Walk[T], slot: Slot | None, attempting: Awaitable[tuple[T, Permit]]
+    ) -> tuple[T, Permit]:
+        """`attempting`, awaited while holding `slot` (when there is one), which it ends by
+        its outcome: a failure as `slot_outcome` says, anything else that stops it (a
+        breaker's refusal, the deadline, a cancellation) neutral, a success as one, or for
+        a held stream not yet: `walk.slot` keeps it until the stream ends."""
+        if slot is None:
+            return await attempting
+        try:
+            answered = await attempting
+        except ProviderError as exc:
+            slot.release(slot_outcome(exc.kind))
+            raise
+        except BaseException:
+            slot.release("neutral")
+            raise
+        if walk.hold:
+            walk.slot = slot
+        else:
+            slot.release("success")
+        return answered
 
     def _attempt(
         self, walk: _Walk[T], target: Target, breaker: CircuitBreaker, number: int
@@ -722,30 +711,18 @@ class ResilientClient:
             slot = got
         number = outcome.attempts + 1
         try:
-            value, permit = await self._attempt(walk, target, breaker, number)
+            value, permit = await self._in_slot(
+                walk, slot, self._attempt(walk, target, breaker, number)
+            )
         except (CircuitOpenError, DeadlineExceeded):
-            if slot is not None:
-                slot.release("neutral")
             return None
         except ProviderError as exc:
-            if slot is not None:
-                slot.release(slot_outcome(exc.kind))
             if not exc.kind.policy.fallback:
                 raise
             outcomes[index] = _outcome(target, OutcomeStatus.FAILED, number, exc)
             return None
-        except BaseException:
-            if slot is not None:
-                slot.release("neutral")
-            raise
         outcomes[index] = TargetOutcome(target, OutcomeStatus.SUCCEEDED, attempts=number)
-        won = self._won(value, permit, breaker, target, outcomes)
-        if slot is not None:
-            if walk.hold:
-                won.slot = slot  # the stream holds it until it ends
-            else:
-                slot.release("success")
-        return won
+        return self._won(value, permit, breaker, target, walk)
 
     # -- rate limits ---------------------------------------------------------------------------
 
@@ -779,17 +756,14 @@ class ResilientClient:
     # -- helpers -------------------------------------------------------------------------------
 
     def _won(
-        self,
-        value: T,
-        permit: Permit,
-        breaker: CircuitBreaker,
-        target: Target,
-        outcomes: list[TargetOutcome],
+        self, value: T, permit: Permit, breaker: CircuitBreaker, target: Target, walk: _Walk[T]
     ) -> _Won[T]:
+        """The answer and how the walk got there; a held stream takes its bulkhead slot."""
         attempts = 0
-        for outcome in outcomes:
+        for outcome in walk.outcomes:
             attempts += outcome.attempts
-        return _Won(value, permit, breaker, target, attempts, tuple(outcomes))
+        slot, walk.slot = walk.slot, None
+        return _Won(value, permit, breaker, target, attempts, tuple(walk.outcomes), slot)
 
     @staticmethod
     def _skip_reason(
@@ -895,6 +869,26 @@ class _Tally:
                 message=self.reason,
             )
         return _outcome(self.target, self.status, self.attempts, self.error, self.retry_after_s)
+
+
+ItemT = TypeVar("ItemT")
+
+
+def _stream_of(
+    won: _Won[tuple[AsyncGenerator[ItemT, None], ItemT | None]],
+) -> ResilientStream[ItemT]:
+    """The stream a walk opened, holding its permit and bulkhead slot until it ends."""
+    upstream, first = won.value
+    return ResilientStream(
+        upstream,
+        first,
+        permit=won.permit,
+        breaker=won.breaker,
+        target=won.target,
+        attempts=won.attempts,
+        outcomes=won.outcomes,
+        slot=won.slot,
+    )
 
 
 class _StepFailed(Exception):
