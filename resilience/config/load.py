@@ -72,7 +72,7 @@ _SETTINGS_KEYS = frozenset(f.name for f in fields(ProviderSettings)) - {"api_key
 """`[providers.NAME]` keys that are `ProviderSettings` fields: the key is never in the file."""
 _PROVIDER_KEYS = _SETTINGS_KEYS | {"api_key_env", "breaker", "rpm"}
 
-P = TypeVar("P", BreakerPolicy, RetryPolicy)
+P = TypeVar("P", BreakerPolicy, RetryPolicy, BulkheadPolicy)
 
 
 def load_config(
@@ -236,7 +236,7 @@ def _server(data: Mapping[str, Any]) -> ServerConfig:
 def _policy(kind: type[P], data: Mapping[str, Any], path: str, base: P | None) -> P:
     """`kind` built from `base` (else its defaults) with `data`'s keys replaced."""
     specs = {f.name: f for f in fields(kind)}
-    integers = {name for name, spec in specs.items() if spec.type in ("int", int)}
+    integers = {name for name, spec in specs.items() if spec.type in ("int", int, "int | None")}
     only(data, path, specs)
     values = {name: getattr(base, name) for name in specs} if base is not None else {}
     for key, value in data.items():
@@ -254,24 +254,12 @@ def _policy(kind: type[P], data: Mapping[str, Any], path: str, base: P | None) -
     return replace(policy, **floats)
 
 
-_BULKHEAD_INTS = frozenset({"max_concurrent_per_tenant", "initial_limit", "min_limit", "max_limit"})
-
-
 def _bulkhead(data: Mapping[str, Any]) -> BulkheadPolicy | None:
     """`[bulkhead]`: `enabled` (default true) and `BulkheadPolicy`'s fields."""
-    only(data, "bulkhead", {"enabled", *(f.name for f in fields(BulkheadPolicy))})
     if not flag(data.get("enabled", True), "bulkhead.enabled"):
         return None
-    values: dict[str, Any] = {
-        key: number(value, f"bulkhead.{key}", integer=key in _BULKHEAD_INTS)
-        for key, value in data.items()
-        if key != "enabled"
-    }
-    try:
-        return BulkheadPolicy(**values)
-    except ValueError as exc:  # "max_limit: must be ...": the policy names the field
-        name, _, problem = str(exc).partition(": ")
-        raise ConfigError(f"bulkhead.{name}", problem) from None
+    settings = {key: value for key, value in data.items() if key != "enabled"}
+    return _policy(BulkheadPolicy, settings, "bulkhead", None)
 
 
 def _provider(
