@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+from resilience.client.streaming import first_of
 from resilience.errors import InvalidRequestError
 from resilience.formats import cross, wire
 from resilience.models import ChatChunk, ChatRequest, EmbeddingRequest
@@ -171,14 +172,7 @@ class NativePlan:
             chunks = provider.stream(request, model=target.model, api_key=key)
             writer = cross.frame_writer(self.api, self.body, model=target.model)
             frames = _written(chunks, writer)
-        try:
-            first = await anext(frames)
-        except StopAsyncIteration:
-            return frames, None
-        except BaseException:
-            await frames.aclose()
-            raise
-        return frames, first
+        return await first_of(frames)
 
 
 async def _written(

@@ -40,7 +40,7 @@ from resilience.breaker.registry import BreakerRegistry
 from resilience.client.attempt import DeadlineExceeded, attempt
 from resilience.client.native import NativePlan
 from resilience.client.outcomes import OutcomeStatus, Result, TargetOutcome
-from resilience.client.streaming import ResilientStream
+from resilience.client.streaming import ResilientStream, first_of
 from resilience.client.tracing import AttributeValue, Tracing, set_attributes, set_error
 from resilience.deadline import Deadline
 from resilience.errors import (
@@ -271,16 +271,8 @@ class ResilientClient:
         """Open a stream: returns once the first chunk has arrived from some target."""
         Opened = tuple[AsyncGenerator[ChatChunk, None], ChatChunk | None]
 
-        async def call(provider: Provider, target: Target, key: str | None) -> Opened:
-            upstream = provider.stream(request, model=target.model, api_key=key)
-            try:
-                first = await anext(upstream)
-            except StopAsyncIteration:
-                return upstream, None
-            except BaseException:
-                await upstream.aclose()
-                raise
-            return upstream, first
+        def call(provider: Provider, target: Target, key: str | None) -> Awaitable[Opened]:
+            return first_of(provider.stream(request, model=target.model, api_key=key))
 
         won = await self._walk(route, tenant, call, request, embed=False, hold=True)
         return _stream_of(won)

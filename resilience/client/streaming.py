@@ -27,6 +27,22 @@ from resilience.routing.routes import Target
 ItemT = TypeVar("ItemT")
 
 
+async def first_of(
+    upstream: AsyncGenerator[ItemT, None],
+) -> tuple[AsyncGenerator[ItemT, None], ItemT | None]:
+    """Wait for a stream's first item (None: it ended before any), closing the stream at
+    once if that fails: a stream is opened inside the walk up to there, so a failure
+    before output begins can still be retried or routed around."""
+    try:
+        first = await anext(upstream)
+    except StopAsyncIteration:
+        return upstream, None
+    except BaseException:
+        await upstream.aclose()
+        raise
+    return upstream, first
+
+
 class ResilientStream(Generic[ItemT]):
     """Async iterator of normalised chunks (`ChatChunk`), or of server-sent events (`bytes`)
     for a native stream; use `async with` or call `aclose()` when done early."""

@@ -149,7 +149,7 @@ class SdkAdapter(Generic[C]):
             self._channel(api_key), api, body, provider=self.name, headers=headers
         )
 
-    async def stream_native(
+    def stream_native(
         self,
         api: native.NativeApi,
         body: Mapping[str, Any],
@@ -157,19 +157,16 @@ class SdkAdapter(Generic[C]):
         api_key: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsyncGenerator[bytes, None]:
-        """`body` as it is, answered as SSE events passed on as they arrive."""
+        """`body` as it is, answered as SSE events passed on as they arrive: the generator
+        sends nothing before its first `__anext__`, and no layer of ours sits between it and
+        the caller."""
         watch()
         self._check_native(api)
         if api not in native.STREAMING:
             raise ValueError(f"stream: {api} does not stream")
-        frames = native.open_stream(
+        return native.open_stream(
             self._channel(api_key), api, body, provider=self.name, headers=headers
         )
-        try:
-            async for frame in frames:
-                yield frame
-        finally:
-            await frames.aclose()
 
     def _channel(self, api_key: str | None) -> native.Channel:
         """How the SDK client for this key sends: made with the client, dropped with it."""
