@@ -15,9 +15,8 @@ import pytest
 from resilience.breaker.events import BreakerState
 from resilience.chaos import Fault
 from resilience.client.outcomes import OutcomeStatus
-from resilience.client.streaming import ResilientStream
 from resilience.errors import AllTargetsFailed, ErrorKind, ProviderError
-from tests.support.client import Harness, route
+from tests.support.client import Harness, drain, route
 
 TENANT = "acme"
 
@@ -44,16 +43,6 @@ def sent_body(harness: Harness) -> Any:
     body = harness.chaos.hits[-1].body
     assert body is not None
     return body
-
-
-async def frames_of(stream: ResilientStream[bytes]) -> tuple[list[bytes], ProviderError | None]:
-    frames: list[bytes] = []
-    try:
-        async for frame in stream:
-            frames.append(frame)  # noqa: PERF401 - keep the frames that came before an error
-    except ProviderError as exc:
-        return frames, exc
-    return frames, None
 
 
 @pytest.mark.parametrize(
@@ -86,7 +75,7 @@ async def test_a_stream_passes_on_the_upstream_events_unchanged(harness: Harness
     client = await harness.client(routes={"same": route("same", "fallback:claude-x")})
     body = {**ANTHROPIC_BODY, "stream": True}
     stream = await client.stream_native("anthropic.messages", body, tenant=TENANT)
-    frames, error = await frames_of(stream)
+    frames, error = await drain(stream)
     assert error is None
     assert frames[0].startswith(b"event: message_start\n")
     assert frames[-1].startswith(b"event: message_stop\n")
@@ -103,7 +92,7 @@ async def test_a_failure_before_the_first_event_falls_back_to_the_next_target(
     harness.chaos.add_fault(Fault(status=503), upstream="primary")
     body = {**OPENAI_BODY, "model": "two", "stream": True}
     stream = await client.stream_native("openai.chat", body, tenant=TENANT)
-    frames, error = await frames_of(stream)
+    frames, error = await drain(stream)
     assert error is None
     assert stream.target.provider == "local"
     assert frames[-1] == b"data: [DONE]\n\n"
@@ -117,7 +106,7 @@ async def test_an_error_event_after_output_began_is_stream_interrupted(harness: 
     stream = await client.stream_native(
         "openai.chat", {**OPENAI_BODY, "stream": True}, tenant=TENANT
     )
-    frames, error = await frames_of(stream)
+    frames, error = await drain(stream)
     assert error is not None and error.kind is ErrorKind.STREAM_INTERRUPTED
     assert len(frames) >= 2
     assert harness.chaos.hit_count(upstream="primary") == 1  # never repeated once output began
@@ -131,7 +120,7 @@ async def test_a_stream_without_its_end_marker_fails(harness: Harness, target: s
     body = {**(OPENAI_BODY if is_openai else ANTHROPIC_BODY), "stream": True}
     api: Any = "openai.chat" if is_openai else "anthropic.messages"
     stream = await client.stream_native(api, body, tenant=TENANT)
-    _, error = await frames_of(stream)
+    _, error = await drain(stream)
     assert error is not None and error.kind is ErrorKind.STREAM_INTERRUPTED
 
 

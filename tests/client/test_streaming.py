@@ -10,23 +10,12 @@ from resilience.breaker.events import BreakerState
 from resilience.breaker.machine import CircuitBreaker
 from resilience.chaos import Fault
 from resilience.client.outcomes import OutcomeStatus
-from resilience.client.streaming import ResilientStream
-from resilience.errors import ErrorKind, ProviderError
+from resilience.errors import ErrorKind
 from resilience.models import ChatChunk
-from tests.support.client import CHAT, Harness, route
+from tests.support.client import CHAT, Harness, drain, route
 
 TENANT = "acme"
 PROVIDERS = [("primary:gpt-4.1", "fallback:claude-x"), ("fallback:claude-x", "primary:gpt-4.1")]
-
-
-async def drain(stream: ResilientStream[ChatChunk]) -> tuple[list[ChatChunk], ProviderError | None]:
-    chunks: list[ChatChunk] = []
-    try:
-        async for chunk in stream:
-            chunks.append(chunk)  # noqa: PERF401 - keep the chunks that came before an error
-    except ProviderError as exc:
-        return chunks, exc
-    return chunks, None
 
 
 def state_of(breaker: CircuitBreaker) -> BreakerState:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
+from typing import TypeVar
 
 import httpx2
 
@@ -15,6 +16,8 @@ from resilience.breaker.policy import BreakerPolicy
 from resilience.breaker.registry import BreakerRegistry
 from resilience.chaos import ChaosUpstream
 from resilience.client.resilient import ResilientClient, TenantPolicy
+from resilience.client.streaming import ResilientStream
+from resilience.errors import ProviderError
 from resilience.models import ChatRequest, Message
 from resilience.providers.anthropic import AnthropicProvider
 from resilience.providers.base import Provider
@@ -26,6 +29,21 @@ from resilience.routing.bulkhead import BulkheadPolicy, Bulkheads
 from resilience.routing.routes import Route, Target
 from resilience.types import Clock, Sleep
 from tests.support.clock import FakeClock
+
+ItemT = TypeVar("ItemT")
+
+
+async def drain(stream: ResilientStream[ItemT]) -> tuple[list[ItemT], ProviderError | None]:
+    """Every item of `stream`, and the error that ended it, if one did (the items that came
+    before it kept)."""
+    items: list[ItemT] = []
+    try:
+        async for item in stream:
+            items.append(item)  # noqa: PERF401 - keep the items that came before an error
+    except ProviderError as exc:
+        return items, exc
+    return items, None
+
 
 CHAT = ChatRequest(messages=(Message(role="user", content="hello there"),), max_tokens=64)
 
