@@ -66,7 +66,10 @@ async def test_dashboard_renders_the_grid_and_reset_works(chromium: str, tmp_pat
                 headers = await page.locator("#grid thead th").all_inner_texts()
                 assert headers[0] == "tenant" and {"claude", "primary"} <= set(headers)
                 await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-                await opened.locator('button[data-action="reset"]').click()
+                reset = opened.locator('button[data-action="reset"]')
+                async with page.expect_response(lambda r: r.url.endswith("/reset")) as answer:
+                    await reset.click()
+                assert (await answer.value).status == 200
                 await opened.locator(".state.closed").wait_for(timeout=10_000)
                 timeline = page.locator("#timeline li", has_text="admin_reset by ops")
                 await timeline.first.wait_for(timeout=10_000)

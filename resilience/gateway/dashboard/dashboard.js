@@ -48,12 +48,25 @@ function cell(circuit, tenant, provider) {
 
 async function act(tenant, provider, verb) {
   const tenantPath = encodeURIComponent(tenant);
-  await api(`/admin/circuits/${tenantPath}/${encodeURIComponent(provider)}/${verb}`,
-            { method: "POST", body: JSON.stringify({ reason: "dashboard" }) });
+  try {
+    await api(`/admin/circuits/${tenantPath}/${encodeURIComponent(provider)}/${verb}`,
+              { method: "POST", body: JSON.stringify({ reason: "dashboard" }) });
+  } catch (error) {
+    statusLine.textContent = `${verb} ${tenant}/${provider}: ${error.message}`;
+    return;
+  }
   await refresh();
 }
 
+// The grid is rebuilt only when what it shows changed: rebuilding it every poll replaced the
+// buttons under the pointer, and a click whose press and release landed on different nodes
+// was lost.
+let renderedGrid = "";
+
 function render(circuits) {
+  const signature = circuits.map(c => [c.tenant, c.provider, c.state].join("\u0000")).join("\n");
+  if (signature === renderedGrid) { return; }
+  renderedGrid = signature;
   const providers = [...new Set(circuits.map(c => c.provider))].sort();
   const tenants = [...new Set(circuits.map(c => c.tenant))].sort();
   const byKey = new Map(circuits.map(c => [c.tenant + "\u0000" + c.provider, c]));
