@@ -47,6 +47,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise missing("uvicorn", "gateway", "resilience serve") from exc
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    # httpx2 logs every upstream call at INFO: a second line per request beside uvicorn's
+    # access log, which the gateway's metrics and audit trail already account for
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     if args.config:
         os.environ["RESILIENCE_CONFIG"] = args.config
     if args.body_read_timeout_s is not None:

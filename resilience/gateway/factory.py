@@ -11,6 +11,7 @@ database sink, restores what the audit trail says a restart must not lose
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -83,6 +84,9 @@ class Gateway:
         )
         await self._client.start()
         await self._restore(self._engine, self.sink, self._client)
+        if settings.freeze_gc_on_start:
+            gc.collect()  # what is garbage now is freed, not frozen
+            gc.freeze()
         try:
             yield
         finally:

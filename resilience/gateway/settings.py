@@ -32,6 +32,11 @@ class Settings:
     """Monotonic seconds for the client's breakers, deadlines and health (tests move it)."""
     metrics_tenant_label: bool = True
     """Label request metrics by tenant; switch off when tenants are too many."""
+    freeze_gc_on_start: bool = False
+    """Once started, move every object alive to the collector's permanent generation
+    (`gc.freeze()`), so a full collection no longer walks the SDKs' and the config's objects
+    and stalls every request for ~100 ms. On in `from_env` (the gateway owns its process);
+    off for an app built in a process that owns other things."""
 
     @property
     def body_limit(self) -> int:
@@ -56,6 +61,7 @@ class Settings:
             database_url=database_url(environ=environ),
             spool_path=Path(spool),
             environ=dict(environ),
+            freeze_gc_on_start=True,
         )
 
 
