@@ -771,7 +771,8 @@ class ResilientClient:
         self, tenant: TenantId, route: Route, outcomes: Sequence[TargetOutcome]
     ) -> float | None:
         """Seconds until the first of the route's targets may take a call again: its breaker
-        admits, or its rate limit has a token."""
+        admits, its rate limit has a token, or its bulkhead frees a slot (a call's typical
+        hold there)."""
         waits = [
             self.registry.get(tenant, t.provider).retry_after()
             for t in route.iter_targets()
@@ -780,7 +781,7 @@ class ResilientClient:
         waits += [
             o.retry_after_s
             for o in outcomes
-            if o.status is OutcomeStatus.RPM_LIMITED and o.retry_after_s is not None
+            if o.status in _WAITED_OUT and o.retry_after_s is not None
         ]
         positive = [w for w in waits if w > 0]
         return min(positive) if positive else None
@@ -789,6 +790,10 @@ class ResilientClient:
         for target in route.iter_targets():
             if target.provider not in self.providers:
                 raise ValueError(f"route {route.name!r}: unknown provider {target.provider!r}")
+
+
+_WAITED_OUT = frozenset({OutcomeStatus.RPM_LIMITED, OutcomeStatus.BULKHEAD_FULL})
+"""Skips that end on their own after a known wait, which `_soonest` counts."""
 
 
 @dataclass(slots=True, kw_only=True)

@@ -63,6 +63,10 @@ class Latch:
     def open(self) -> None:
         self._open.set()
 
+    def close(self) -> None:
+        """Hold the slow answers that come next."""
+        self._open.clear()
+
 
 def latched(harness: Harness) -> Latch:
     """Give `harness` a chaos upstream whose `latency_s` faults wait on a latch (before the
@@ -94,7 +98,10 @@ async def until_done(tasks: list[asyncio.Task[T]], n: int) -> list[asyncio.Task[
 
 def skip_reason(task: asyncio.Task[object]) -> str:
     """`tenant_limit` / `provider_limit` for a call the bulkhead skipped (and nothing else)."""
-    error = task.exception()
+    return skip_reason_of(task.exception())
+
+
+def skip_reason_of(error: BaseException | None) -> str:
     assert isinstance(error, AllTargetsFailed), error
     (outcome,) = error.outcomes
     assert outcome.status is OutcomeStatus.BULKHEAD_FULL, outcome
@@ -357,3 +364,29 @@ async def test_the_last_resort_probe_after_a_retry_after_takes_a_slot_too(
     assert answered.attempts == 2 and gate.in_flight == 0
     admitted = gate.snapshot()["admitted_total"]
     assert harness.chaos.hit_count(upstream="primary") == admitted == 4
+
+
+async def test_a_full_provider_says_when_a_slot_typically_frees(harness: Harness) -> None:
+    """Every target full: the error's Retry-After is the gate's typical hold, not nothing."""
+    latch = latched(harness)
+    harness.chaos.add_fault(Fault(latency_s=4.0), upstream="primary", times=2)
+    client = await harness.client(bulkhead=fixed(1, max_wait_s=0), timeout_s=GUARD_S)
+    async with asyncio.timeout(GUARD_S):
+        first = asyncio.create_task(client.complete(CHAT, route=PRIMARY, tenant=QUIET))
+        await latch.until_held(1)
+        harness.clock.advance(3.0)  # the only slot is held 3 s
+        latch.open()
+        await first
+        latch.close()
+        holding = asyncio.create_task(client.complete(CHAT, route=PRIMARY, tenant=QUIET))
+        await latch.until_held(1)
+        typical = gate_of(client).hold_s
+
+        with pytest.raises(AllTargetsFailed) as skipped:
+            await client.complete(CHAT, route=PRIMARY, tenant=NOISY)
+
+        latch.open()
+        await holding
+    assert skip_reason_of(skipped.value) == str(Refusal.PROVIDER_LIMIT)
+    assert typical == 3.0
+    assert skipped.value.retry_after_s == typical
