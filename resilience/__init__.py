@@ -1,5 +1,6 @@
 """Per-tenant resilience for LLM calls: breakers, retries and fallback chains."""
 
+from resilience.audit.sink import DatabaseSink
 from resilience.breaker.events import AuditSink, BreakerState, BreakerTransition, TransitionReason
 from resilience.breaker.machine import BreakerSnapshot, CircuitBreaker, Permit
 from resilience.breaker.policy import BreakerPolicy
@@ -20,6 +21,7 @@ from resilience.errors import (
     NoTenantError,
     ProviderError,
     ResilienceError,
+    TenantLookupFailed,
     UnknownRouteError,
 )
 from resilience.models import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, Message
@@ -30,6 +32,7 @@ from resilience.retry import RetryPolicy
 from resilience.routing.health import HealthBoard, HealthSnapshot
 from resilience.routing.routes import Group, Route, Strategy, Target
 from resilience.tenancy.context import current_tenant, tenant_scope
+from resilience.tenancy.directory import CachedTenants, ConfigTenants, TenantLookup
 from resilience.tenancy.middleware import TenantMiddleware
 from resilience.tenancy.resolvers import ApiKeyResolver, HeaderResolver
 
@@ -42,6 +45,7 @@ __all__ = [
     "BreakerSnapshot",
     "BreakerState",
     "BreakerTransition",
+    "CachedTenants",
     "ChatChunk",
     "ChatRequest",
     "ChatResponse",
@@ -49,6 +53,8 @@ __all__ = [
     "CircuitOpenError",
     "Classification",
     "ConfigError",
+    "ConfigTenants",
+    "DatabaseSink",
     "Deadline",
     "EmbeddingRequest",
     "ErrorKind",
@@ -73,6 +79,8 @@ __all__ = [
     "Strategy",
     "Target",
     "TargetOutcome",
+    "TenantLookup",
+    "TenantLookupFailed",
     "TenantMiddleware",
     "TenantPolicy",
     "TransitionReason",

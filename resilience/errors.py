@@ -148,6 +148,15 @@ class NoTenantError(ResilienceError, LookupError):
     """No tenant is set: the code runs outside a request and outside `tenant_scope()`."""
 
 
+class TenantLookupFailed(ResilienceError):
+    """The tenant lookup (`TenantLookup.policy_for`: the app's own table, say) raised, so the
+    tenant's policy is unknown and no call is made; the lookup's error is the `__cause__`.
+    Answered 503 `tenant_lookup_failed`, as `TenantMiddleware` answers a failed key lookup."""
+
+    def __init__(self, tenant: TenantId) -> None:
+        super().__init__(f"the tenant lookup failed for tenant {tenant!r}", tenant=tenant)
+
+
 class CircuitOpenError(ResilienceError):
     """The (tenant, provider) breaker, or the provider-wide one, refused the call."""
 

@@ -200,6 +200,7 @@ LAYERS = (
     "config",
     "formats",
     "client",
+    "embed",
     "serving",
     "chaos",
     "gateway",

@@ -191,6 +191,16 @@ class DatabaseSink:
         if leftover:
             self.stats.spooled += await self._spool([_Row({}, e) for e in leftover])
 
+    async def __aenter__(self) -> DatabaseSink:
+        """`async with DatabaseSink(engine, spool_path=...) as sink:` in an app's lifespan.
+        Close it after the client whose sink it is (list it first in one `async with`): a
+        verdict still in flight when the client closes may emit a transition."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def ping(self) -> bool:
         """Whether the database answers now (for readiness checks)."""
         try:

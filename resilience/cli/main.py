@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import copy
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 from resilience.extras import missing
 
@@ -38,6 +42,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import functools
     import logging
     import os
 
@@ -46,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise missing("uvicorn", "gateway", "resilience serve") from exc
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # httpx2 logs every upstream call at INFO: a second line per request beside uvicorn's
     # access log, which the gateway's metrics and audit trail already account for
     logging.getLogger("httpx2").setLevel(logging.WARNING)
@@ -54,10 +59,8 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["RESILIENCE_CONFIG"] = args.config
     if args.body_read_timeout_s is not None:
         os.environ["RESILIENCE_BODY_READ_TIMEOUT_S"] = str(args.body_read_timeout_s)
-    from resilience.gateway import create_app
-
-    uvicorn.run(
-        create_app(),
+    run = functools.partial(
+        uvicorn.run,
         host=args.host,
         port=args.port,
         log_level="info",
@@ -65,7 +68,69 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=args.keep_alive_s,
         limit_concurrency=args.limit_concurrency or None,
     )
+    if args.workers == 1:
+        from resilience.gateway import create_app
+
+        run(create_app())
+        return 0
+    from resilience.gateway.settings import Settings
+
+    Settings.from_env()  # a bad config or setting fails here, once, rather than in every worker
+    with _metrics_directory() as directory:
+        logging.getLogger("resilience.gateway").info(
+            "%d workers; /metrics sums them through %s=%s", args.workers, MULTIPROC_ENV, directory
+        )
+        run(APP_FACTORY, factory=True, workers=args.workers, log_config=_worker_logging())
     return 0
+
+
+APP_FACTORY = "resilience.gateway.factory:create_app"
+"""What each worker imports and calls (uvicorn starts workers as fresh interpreters)."""
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's multiprocess switch; resilience.gateway.metrics_workers reads it too."""
+
+LOG_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[Path]:
+    """Where the workers' metrics meet, set in the environment the workers inherit: the
+    operator's `PROMETHEUS_MULTIPROC_DIR` emptied of an earlier run's files, else a
+    temporary directory removed at exit."""
+    import os
+    import tempfile
+
+    from resilience.gateway.metrics_workers import clear_directory
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        clear_directory(Path(given))
+        yield Path(given)
+        return
+    with tempfile.TemporaryDirectory(prefix="resilience-metrics-") as made:
+        os.environ[MULTIPROC_ENV] = made
+        try:
+            yield Path(made)
+        finally:
+            del os.environ[MULTIPROC_ENV]
+
+
+def _worker_logging() -> dict[str, Any]:
+    """uvicorn's logging plus what `_serve` sets up in its own process (workers are fresh
+    interpreters, configured from this): the library's INFO lines, httpx2's per-call quiet."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["plain"] = {"format": LOG_FORMAT}
+    config["handlers"]["plain"] = {
+        "formatter": "plain",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["root"] = {"handlers": ["plain"], "level": "INFO"}
+    config["loggers"]["httpx2"] = {"level": "WARNING"}
+    return config
 
 
 DEFAULT_LIMIT_CONCURRENCY = 1024
@@ -77,6 +142,13 @@ def _non_negative_int(raw: str) -> int:
     value = int(raw)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {raw!r}")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {raw!r}")
     return value
 
 
@@ -100,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", default=None, help="TOML config (default: $RESILIENCE_CONFIG)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes (default 1); with more, /metrics sums every worker's counts "
+        "(prometheus_client's multiprocess mode, in $PROMETHEUS_MULTIPROC_DIR, emptied at "
+        "start, else a temporary directory) and --limit-concurrency is per worker",
+    )
     serve.add_argument(
         "--grace-s",
         type=float,

@@ -50,6 +50,7 @@ from resilience.errors import (
     InvalidRequestError,
     ProviderError,
     ResilienceError,
+    TenantLookupFailed,
     UnknownRouteError,
 )
 from resilience.models import (
@@ -70,6 +71,9 @@ from resilience.routing.health import HealthBoard
 from resilience.routing.routes import Group, Route, Target
 from resilience.routing.strategies import Balancer
 from resilience.tenancy.context import current_request_id, current_tenant
+from resilience.tenancy.directory import ConfigTenants, TenantLookup
+from resilience.tenancy.policy import DEFAULT_POLICY as _DEFAULT_TENANT
+from resilience.tenancy.policy import TenantPolicy as TenantPolicy  # re-exported
 from resilience.types import PROVIDER_WIDE, Clock, ProviderName, Sleep, TenantId
 
 if TYPE_CHECKING:
@@ -82,33 +86,6 @@ Call = Callable[[Provider, Target, str | None], Awaitable[T]]
 """One provider call: `call(provider, target, api_key)`, made once the breaker admits it."""
 Carry = Callable[[Provider, Target], str | None]
 """Why a target cannot take a call ("<field>: <why>"), or None: checked before any call."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TenantPolicy:
-    """What one tenant may use: its own routes, its own provider keys and request rates,
-    cloud or not."""
-
-    local_only: bool = False
-    routes: Mapping[str, Route] = field(default_factory=dict)
-    api_keys: Mapping[ProviderName, str] = field(default_factory=dict)
-    rpm: Mapping[ProviderName, float] = field(default_factory=dict)
-    """Requests per minute this tenant may send to a provider (0 or absent: unlimited)."""
-    max_concurrent: Mapping[ProviderName, int] = field(default_factory=dict)
-    """Calls this tenant may have at a provider at once, in flight and waiting, instead of
-    the bulkheads' default (`BulkheadPolicy.max_concurrent_per_tenant`)."""
-
-    def __repr__(self) -> str:
-        keys = sorted(self.api_keys)
-        routes = sorted(self.routes)
-        return (
-            f"TenantPolicy(local_only={self.local_only}, routes={routes}, "
-            f"api_keys_for={keys}, rpm={dict(self.rpm)}, "
-            f"max_concurrent={dict(self.max_concurrent)})"
-        )
-
-
-_DEFAULT_TENANT = TenantPolicy()
 
 
 @dataclass(slots=True)
@@ -129,7 +106,12 @@ class ResilientClient:
     Args:
         providers: adapters by provider name (`resilience.providers`).
         routes: named routes; a call may also name `provider:model` directly.
-        tenants: per-tenant policies; unlisted tenants get the defaults.
+        tenants: per-tenant policies, unlisted tenants getting the defaults; or a
+            `TenantLookup` (`resilience.tenancy.directory`: the app's own table behind
+            `CachedTenants`, the TOML's `ConfigTenants`), asked `policy_for(tenant)` once per
+            call, so a changed policy applies within the cache's TTL without a restart.
+            `self.tenants` is the policies known without waiting: a mapping's, or a
+            lookup's that is itself a mapping (`ConfigTenants`, `CachedTenants`' fresh ones).
         registry: the breakers; by default an in-memory registry with default policy.
         retry: retry and deadline policy.
         rpm: requests per minute each provider accepts (0 or absent: unlimited); a provider
@@ -149,7 +131,7 @@ class ResilientClient:
         *,
         providers: Mapping[ProviderName, Provider],
         routes: Mapping[str, Route] | None = None,
-        tenants: Mapping[TenantId, TenantPolicy] | None = None,
+        tenants: Mapping[TenantId, TenantPolicy] | TenantLookup | None = None,
         registry: BreakerRegistry | None = None,
         retry: RetryPolicy | None = None,
         rpm: Mapping[ProviderName, float] | None = None,
@@ -163,7 +145,13 @@ class ResilientClient:
         self.providers = dict(providers)
         self.bulkheads = bulkheads
         self.routes = dict(routes or {})
-        self.tenants = dict(tenants or {})
+        self._lookup: TenantLookup | None = None
+        self.tenants: Mapping[TenantId, TenantPolicy]
+        if isinstance(tenants, TenantLookup):
+            self._lookup = tenants
+            self.tenants = tenants if isinstance(tenants, Mapping) else {}
+        else:
+            self.tenants = dict(tenants or {})
         if registry is None:
             registry = BreakerRegistry(clock=clock, request_id=current_request_id)
         self.registry = registry
@@ -182,7 +170,7 @@ class ResilientClient:
         self._direct_routes: dict[str, Route] = {}
         for route in self.routes.values():
             self._check_route(route)
-        for policy in self.tenants.values():
+        for policy in self.tenants.values():  # a lookup's are checked again as they are used
             for route in policy.routes.values():
                 self._check_route(route)
 
@@ -197,11 +185,14 @@ class ResilientClient:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         tracer_provider: TracerProvider | None = None,
+        tenants: TenantLookup | None = None,
     ) -> ResilientClient:
         """Build providers, breakers, routes and tenant policies from a loaded `Config`.
 
         `http_client` (optional) is shared by every provider, e.g. one on the chaos
         upstream's transport in tests; by default each provider has its own pool.
+        `tenants` (optional) replaces the config's `[tenants]` (`ConfigTenants`) with
+        another lookup, such as the app's own table behind `CachedTenants`.
         """
         providers = {
             name: build_provider(name, p.settings_for(environ), http_client=http_client)
@@ -216,20 +207,10 @@ class ResilientClient:
             redis_url=config.redis_url,
             redis_prefix=config.redis_prefix,
         )
-        tenants = {
-            tenant_id: TenantPolicy(
-                local_only=t.local_only,
-                routes=t.routes,
-                api_keys={p: environ[env] for p, env in t.provider_keys.items() if env in environ},
-                rpm=t.rpm,
-                max_concurrent=t.max_concurrent,
-            )
-            for tenant_id, t in config.tenants.items()
-        }
         return cls(
             providers=providers,
             routes=config.routes,
-            tenants=tenants,
+            tenants=tenants if tenants is not None else ConfigTenants(config, environ=environ),
             registry=registry,
             retry=config.retry,
             rpm={name: p.rpm for name, p in config.providers.items()},
@@ -334,13 +315,34 @@ class ResilientClient:
 
     # -- routing -----------------------------------------------------------------------------
 
-    def route_for(self, tenant: TenantId, name: str) -> Route:
+    async def policy_for(self, tenant: TenantId) -> TenantPolicy:
+        """The tenant's policy as a call now sees it: the lookup's answer (through its
+        cache), else the mapping's; the defaults for a tenant neither lists."""
+        if self._lookup is None:
+            return self.tenants.get(tenant, _DEFAULT_TENANT)
+        try:
+            policy = await self._lookup.policy_for(tenant)
+        except Exception as exc:
+            raise TenantLookupFailed(tenant) from exc
+        return policy or _DEFAULT_TENANT
+
+    def route_for(
+        self, tenant: TenantId, name: str, *, policy: TenantPolicy | None = None
+    ) -> Route:
         """The tenant's override, else the named route, else `provider:model` as a route.
 
-        A name that is not a route is checked (charset, length) before anything is made
-        for it: `InvalidRequestError` naming `model` when no provider could have it."""
-        policy = self.tenants.get(tenant, _DEFAULT_TENANT)
-        found = policy.routes.get(name) or self.routes.get(name)
+        `policy` is the tenant's (by default what `tenants` holds now; a call passes the
+        one `policy_for` gave it). A name that is not a route is checked (charset, length)
+        before anything is made for it: `InvalidRequestError` naming `model` when no
+        provider could have it."""
+        if policy is None:
+            policy = self.tenants.get(tenant, _DEFAULT_TENANT)
+        own = policy.routes.get(name) if policy.routes else None
+        if own is not None:
+            if self._lookup is not None:  # a lookup's policy may name a provider not here
+                self._check_route(own)
+            return own
+        found = self.routes.get(name)
         if found is not None:
             return found
         direct = self._direct_routes.get(name)
@@ -375,6 +377,14 @@ class ResilientClient:
         await self.registry.aclose()
         await asyncio.gather(*(p.aclose() for p in self.providers.values()))
 
+    async def __aenter__(self) -> ResilientClient:
+        """`async with ResilientClient.from_config(...) as client:` in an app's lifespan."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     # -- the walk ----------------------------------------------------------------------------
 
     async def _walk(
@@ -391,11 +401,15 @@ class ResilientClient:
         if not self._started:
             await self.start()
         tenant = tenant if tenant is not None else current_tenant()
-        route = self.route_for(tenant, route_name)
+        if self._lookup is None:  # no await on the path without a lookup
+            policy = self.tenants.get(tenant, _DEFAULT_TENANT)
+        else:  # asked once per call: its cache makes that cheap
+            policy = await self.policy_for(tenant)
+        route = self.route_for(tenant, route_name, policy=policy)
         traced = self.tracing.tracer() is not None
         walk = _Walk(
             tenant=tenant,
-            policy=self.tenants.get(tenant, _DEFAULT_TENANT),
+            policy=policy,
             call=call,
             # `Deadline.after`, whose check `RetryPolicy` has made already
             deadline=Deadline(self._clock() + self.retry.deadline_s, self._clock),

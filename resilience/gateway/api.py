@@ -1,13 +1,13 @@
 """The model endpoints: `/v1/chat/completions`, `/v1/messages`, `/v1/embeddings`, `/v1/models`.
 
 Thin: parse the public format, call the `ResilientClient`, answer in the same
-format, errors included (`resilience.gateway.failures`: OpenAI's error body on the
-OpenAI endpoints, Anthropic's on `/v1/messages`). `AllTargetsFailed` is 503 with
-`Retry-After`, or 429 when the tenant's own rate limit is all that held it back; the
-caller's own errors keep the upstream's 4xx; a stream that fails after output began ends
-with the format's error event, never silently. A body that cannot be sent on (a lone
-surrogate, NaN, a model name no provider could have, a request the SDK failed to
-encode) is 400 `invalid_body` naming the field, before any upstream is called.
+format, errors included (`resilience.embed.failures`, shared with applications that embed
+the library: OpenAI's error body on the OpenAI endpoints, Anthropic's on `/v1/messages`).
+`AllTargetsFailed` is 503 with `Retry-After`, or 429 when the tenant's own rate limit is
+all that held it back; the caller's own errors keep the upstream's 4xx; a stream that fails
+after output began ends with the format's error event, never silently. A body that cannot
+be sent on (a lone surrogate, NaN, a model name no provider could have, a request the SDK
+failed to encode) is 400 `invalid_body` naming the field, before any upstream is called.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx2
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -29,6 +28,17 @@ from resilience.client.outcomes import OutcomeStatus, Result, TargetOutcome
 from resilience.client.resilient import ResilientClient
 from resilience.client.streaming import ResilientStream
 from resilience.config.schema import DEFAULT_MAX_BODY_BYTES
+from resilience.embed.failures import (
+    BodyTooLarge,
+    Failure,
+    error_format_for,
+    failure_of,
+    failure_response,
+    http_error,
+    own_concurrency_limit,
+    own_rate_limit,
+    render,
+)
 from resilience.errors import AllTargetsFailed, ErrorKind, ProviderError
 from resilience.formats.wire import (
     AnthropicStreamWriter,
@@ -41,21 +51,12 @@ from resilience.formats.wire import (
     openai_model_list,
 )
 from resilience.gateway.catalog import models_for
-from resilience.gateway.failures import (
-    BodyTooLarge,
-    Failure,
-    failure_of,
-    own_concurrency_limit,
-    own_rate_limit,
-    render,
-)
 from resilience.gateway.metrics import GatewayMetrics
 from resilience.models import json_problem, shown
 from resilience.providers.native import NativeApi
 from resilience.tenancy.context import current_request_id, current_tenant, current_tenant_or_none
-from resilience.tenancy.middleware import ANTHROPIC_ERRORS, OPENAI_ERRORS, ErrorFormat
 
-__all__ = ["BodyTooLarge", "ModelEndpoints", "error_format_for", "failure_response"]
+__all__ = ["BodyTooLarge", "ModelEndpoints", "error_format_for", "failure_response", "http_error"]
 
 Writer = OpenAIStreamWriter | AnthropicStreamWriter
 
@@ -118,45 +119,6 @@ def _constant(name: str) -> float:
 
 _STRICT = json.JSONDecoder(parse_constant=_constant, parse_float=_finite)
 """Made once: `json.loads(..., parse_constant=...)` would build a decoder per request."""
-
-
-def failure_response(
-    exc: Exception, *, anthropic: bool = False, sdk_should_retry: bool = False
-) -> Response:
-    """The HTTP answer for an error raised by parsing or by the client, in OpenAI's format
-    (or Anthropic's): see `resilience.gateway.failures`."""
-    return render(
-        failure_of(exc),
-        anthropic=anthropic,
-        request_id=current_request_id(),
-        sdk_should_retry=sdk_should_retry,
-    )
-
-
-def error_format_for(path: str, headers: Headers) -> ErrorFormat:
-    """The error format of a request: Anthropic's on `/v1/messages` (and below it) and on
-    `/v1/models` when the caller sends `anthropic-version` (Anthropic's SDKs always do);
-    OpenAI's everywhere else. `TenantMiddleware` refuses in it too."""
-    if path == "/v1/messages" or path.startswith("/v1/messages/"):
-        return ANTHROPIC_ERRORS
-    if (path == "/v1/models" or path.startswith("/v1/models/")) and "anthropic-version" in headers:
-        return ANTHROPIC_ERRORS
-    return OPENAI_ERRORS
-
-
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
-
-
-async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own refusals (an unknown path, a wrong method) as JSON in the path's
-    format, instead of plain text an SDK cannot read."""
-    if not isinstance(exc, HTTPException):
-        raise exc
-    form = error_format_for(request.url.path, request.headers)
-    request_id = current_request_id() or ""
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    body = form.body(exc.status_code, code, str(exc.detail), request_id)
-    return JSONResponse(dict(body), exc.status_code, headers=exc.headers)
 
 
 def headers_for(result: Result[Any] | ResilientStream[Any]) -> dict[str, str]:

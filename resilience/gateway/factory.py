@@ -3,9 +3,11 @@
 The lifespan builds the `ResilientClient` from the config, brings the audit
 database to the latest schema (embedded SQLite by default), starts the
 database sink, restores what the audit trail says a restart must not lose
-(`resilience.audit.restore`), and flushes the sink on shutdown.
-`TenantMiddleware` is mounted as any user would mount it; `/admin`, `/healthz`,
-`/readyz` are exempt (admin calls carry their own tokens).
+(`resilience.audit.restore`), and flushes the sink on shutdown. While it serves, SIGHUP
+re-reads the config file (`resilience.gateway.reload`): tenants, routes, admin tokens.
+`TenantMiddleware` and the admin API (`resilience.embed.admin_app`, at `/admin`) are
+mounted as any application would mount them; `/admin/`, `/healthz`, `/readyz` are exempt
+from the middleware (admin calls carry their own tokens).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+import os
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,21 +24,24 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
 
 from resilience.audit.database import create_engine, migrate
 from resilience.audit.restore import restore_breakers
 from resilience.audit.sink import DatabaseSink
 from resilience.breaker.events import AuditSink
 from resilience.client.resilient import ResilientClient
-from resilience.gateway.admin import AdminEndpoints, unauthenticated
-from resilience.gateway.admin_guard import AdminGuard
-from resilience.gateway.api import ModelEndpoints, error_format_for, http_error
+from resilience.config.schema import Config
+from resilience.embed.admin import admin_app
+from resilience.embed.failures import error_format_for, http_error
+from resilience.gateway.api import ModelEndpoints
 from resilience.gateway.body_timeout import BodyReadTimeoutMiddleware
 from resilience.gateway.metrics import GatewayMetrics
 from resilience.gateway.openapi import openapi
+from resilience.gateway.reload import ConfigReloader
 from resilience.gateway.settings import Settings
+from resilience.tenancy.directory import ConfigTenants
 from resilience.tenancy.middleware import TenantMiddleware
 from resilience.tenancy.resolvers import ApiKeyResolver, HeaderResolver
 
@@ -55,6 +60,10 @@ class Gateway:
         self._engine: AsyncEngine | None = None
         self.sink: DatabaseSink | None = None
         self.metrics: GatewayMetrics | None = None
+        self.tenants = ConfigTenants(settings.config, environ=settings.environ)
+        """The config's tenants: the resolver's keys and the client's policies, which a
+        reload (`resilience.gateway.reload`) replaces in one step."""
+        self.reloader: ConfigReloader | None = None
 
     @property
     def client(self) -> ResilientClient:
@@ -79,17 +88,25 @@ class Gateway:
         sinks: list[AuditSink] = [self.sink]
         if self.metrics is not None:
             sinks.append(self.metrics)
+        # a reload's config when the lifespan runs again (the tenants hold it already)
+        config = self.reloader.config if self.reloader is not None else settings.config
         self._client = ResilientClient.from_config(
-            settings.config, environ=settings.environ, sinks=sinks, clock=settings.clock
+            config,
+            environ=settings.environ,
+            sinks=sinks,
+            clock=settings.clock,
+            tenants=self.tenants,
         )
         await self._client.start()
         await self._restore(self._engine, self.sink, self._client)
+        uninstall = self._reload_on_sighup(app, config, self._client)
         if settings.freeze_gc_on_start:
             gc.collect()  # what is garbage now is freed, not frozen
             gc.freeze()
         try:
             yield
         finally:
+            uninstall()
             await self._client.aclose()  # first: verdicts still in flight may emit events
             await self.sink.aclose()
             stats = self.sink.stats
@@ -102,6 +119,23 @@ class Gateway:
                 stats.replayed,
             )
             await self._engine.dispose()
+
+    def _reload_on_sighup(
+        self, app: Starlette, config: Config, client: ResilientClient
+    ) -> Callable[[], None]:
+        """SIGHUP re-reads the config file (`resilience.gateway.reload`), when the config
+        came from one; returns what removes the handler."""
+        if not os.path.isfile(config.source):
+            return lambda: None
+        self.reloader = ConfigReloader(
+            config.source,
+            environ=self.settings.environ,
+            config=config,
+            client=client,
+            tenants=self.tenants,
+            admin=getattr(app.state, "admin", None),
+        )
+        return self.reloader.install()
 
     @staticmethod
     async def _restore(engine: AsyncEngine, sink: DatabaseSink, client: ResilientClient) -> None:
@@ -150,26 +184,6 @@ class Gateway:
         return JSONResponse(body, status_code=200 if ready else 503)
 
 
-DASHBOARD = Path(__file__).parent / "dashboard"
-DASHBOARD_FILES = {
-    "/admin/": ("index.html", "text/html"),
-    "/admin/dashboard.js": ("dashboard.js", "text/javascript"),
-    "/admin/dashboard.css": ("dashboard.css", "text/css"),
-}
-"""The operator's page and its script and style (files, so the page needs no inline code
-under its Content-Security-Policy). They hold no data: they load without a token."""
-
-
-def dashboard(name: str, media_type: str) -> Callable[[Request], Awaitable[Response]]:
-    """The operator's page (or its script or style); it reads the admin API with the token
-    the operator enters."""
-
-    async def serve(request: Request) -> Response:
-        return FileResponse(DASHBOARD / name, media_type=media_type)
-
-    return serve
-
-
 def create_app(settings: Settings | None = None) -> Starlette:
     """The gateway app; `settings` default to the environment (RESILIENCE_CONFIG, DATABASE_URL)."""
     settings = settings or Settings.from_env()
@@ -190,12 +204,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         metrics=metrics,
         sdk_should_retry=config.server.sdk_should_retry,
     )
-    admin = AdminEndpoints(config.admin_tokens, lambda: gateway.client, lambda: gateway.engine)
+    admin = admin_app(
+        lambda: gateway.client, tokens=config.admin_tokens, engine=lambda: gateway.engine
+    )
     if config.server.tenant_from == "api_key":
-        resolver: ApiKeyResolver | HeaderResolver = ApiKeyResolver(config.tenant_by_key_hash())
+        resolver: ApiKeyResolver | HeaderResolver = ApiKeyResolver(gateway.tenants)
     else:
         resolver = HeaderResolver(config.server.tenant_header)
-    circuit = "/admin/circuits/{tenant}/{provider}"
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", models.chat_completions, methods=["POST"]),
@@ -204,26 +219,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/v1/embeddings", models.embeddings, methods=["POST"]),
             Route("/v1/models", models.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", models.get_model, methods=["GET"]),
-            *(Route(p, dashboard(*f), methods=["GET"]) for p, f in DASHBOARD_FILES.items()),
-            Route("/admin/circuits", admin.circuits, methods=["GET"]),
-            Route(circuit, admin.get_circuit, methods=["GET"]),
-            Route(circuit + "/reset", admin.reset, methods=["POST"]),
-            Route(circuit + "/open", admin.force_open, methods=["POST"]),
-            Route("/admin/events", admin.events, methods=["GET"]),
-            Route("/admin/summary", admin.summary, methods=["GET"]),
-            Route("/admin/providers", admin.providers, methods=["GET"]),
+            Mount("/admin", app=admin),
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/readyz", gateway.readyz, methods=["GET"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         middleware=[
-            Middleware(
-                AdminGuard,
-                authenticated=admin.authenticated,
-                refusal=unauthenticated,
-                public=DASHBOARD_FILES,
-            ),
             Middleware(
                 BodyReadTimeoutMiddleware,
                 timeout_s=settings.body_read_timeout_s,
@@ -237,7 +239,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             ),
         ],
         exception_handlers={HTTPException: http_error},
-        lifespan=gateway.lifespan,
+        lifespan=metrics.around(gateway.lifespan),  # across workers: publishes this one's
     )
     app.state.gateway = gateway
+    app.state.admin = admin  # `resilience.embed.admin.replace_tokens(app.state.admin, ...)`
     return app

@@ -17,12 +17,18 @@ nothing here may grow with them or break on them:
   rendered instead of failing the scrape.
 - with `token_sha256`, the page (which names tenants) needs `Authorization: Bearer`
   with the token whose SHA-256 that is; else 401.
+
+With `PROMETHEUS_MULTIPROC_DIR` set (`resilience serve --workers N`), the page sums every
+worker's counts, whichever worker answers: see `resilience/gateway/metrics_workers.py`.
+The tenant labels above are given per worker, so up to `max_tenants` others in each.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from resilience.extras import missing
@@ -34,18 +40,22 @@ try:
     from prometheus_client.registry import Collector
 except ImportError as exc:
     raise missing("prometheus-client", "gateway", "the gateway's /metrics") from exc
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from resilience.audit.sink import DatabaseSink
 from resilience.breaker.events import BreakerState, BreakerTransition
 from resilience.client.resilient import ResilientClient
+from resilience.gateway.metrics_workers import WorkerMetrics, shared_directory
 from resilience.routing.health import utf8_safe
 from resilience.tenancy.resolvers import DigestMatcher
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OTHER_TENANTS = "_other"
 """The tenant label shared by tenants past `max_tenants`."""
+
+Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 
 class GatewayMetrics:
@@ -98,7 +108,11 @@ class GatewayMetrics:
             ["provider", "to_state", "reason"],
             registry=self.registry,
         )
-        self.registry.register(_Live(client, sink))
+        live = _Live(client, sink)
+        self.registry.register(live)
+        directory = shared_directory()
+        self.workers = WorkerMetrics(directory, live) if directory is not None else None
+        """Set when several workers serve: the page is then every worker's."""
 
     def tenant(self, tenant: str | None) -> str:
         """The label value for `tenant`: itself, or `_other` once `max_tenants` are taken."""
@@ -111,6 +125,23 @@ class GatewayMetrics:
         self._room -= 1
         self._labelled.add(tenant)
         return tenant
+
+    def around(self, lifespan: Lifespan) -> Lifespan:
+        """`lifespan` itself; across workers, with this worker's snapshots published inside it."""
+        workers = self.workers
+        if workers is None:
+            return lifespan
+
+        @contextlib.asynccontextmanager
+        async def publishing(app: Starlette) -> AsyncIterator[None]:
+            try:
+                async with lifespan(app):
+                    workers.start()
+                    yield
+            finally:
+                await workers.aclose()
+
+        return publishing
 
     def emit(self, event: BreakerTransition) -> None:
         """An `AuditSink`: counts transitions."""
@@ -129,6 +160,8 @@ class GatewayMetrics:
                 status_code=401,
                 headers={"www-authenticate": "Bearer"},
             )
+        if self.workers is not None:
+            return Response(await self.workers.page(render), media_type=CONTENT_TYPE)
         return Response(render(self.registry), media_type=CONTENT_TYPE)
 
     def _authorized(self, request: Request) -> bool:

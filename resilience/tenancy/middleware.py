@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -45,6 +46,7 @@ _ERROR_TYPES = {
 }
 _MAX_MESSAGE = 200
 _POLICY_VIOLATION = 1008
+logger = logging.getLogger("resilience.tenancy")
 
 
 def openai_error_type(status: int) -> str:
@@ -93,6 +95,21 @@ ANTHROPIC_ERRORS = ErrorFormat(anthropic_error_body, ("x-request-id", "request-i
 ErrorFormatFor = Callable[[str, Headers], ErrorFormat]
 """(path, request headers) -> the format of that request's refusals."""
 
+DEFAULT_EXEMPT_PATHS = (
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+)
+"""Served without a tenant unless the app gives its own list: health, metrics, and
+FastAPI's documentation (`/docs`, `/redoc`, `/openapi.json`), which a browser loads without
+a key. They say what the API is, never a tenant's data."""
+LOOKUP_FAILED = "the tenant directory is unavailable; retry"
+"""The message of a 503 `tenant_lookup_failed` (here and in `resilience.embed`'s handlers)."""
+
 
 class TenantMiddleware:
     """Resolve the tenant of each http and websocket request and set `current_tenant()`.
@@ -105,7 +122,9 @@ class TenantMiddleware:
             `TenantRejected` to refuse with your own status and code.
         exempt_paths: paths served without a tenant (`current_tenant_or_none()`
             is None there): an entry matches exactly, or, when it ends with
-            "/", as a prefix ("/static/" covers "/static/app.css").
+            "/", as a prefix ("/static/" covers "/static/app.css"). A list given
+            replaces `DEFAULT_EXEMPT_PATHS` (health, metrics, FastAPI's docs); extend
+            it with `(*DEFAULT_EXEMPT_PATHS, "/static/")`.
         error_format: how refusals look: an `ErrorFormat` (`OPENAI_ERRORS`, the default,
             or `ANTHROPIC_ERRORS`), or a callable taking the path and the request
             `Headers` and returning one, for an app that speaks several APIs.
@@ -113,7 +132,9 @@ class TenantMiddleware:
     Every http response and websocket accept gets an `x-request-id` header (and the
     format's other `request_id_headers`): the incoming one when it is 1-128 characters
     of A-Z a-z 0-9 . _ -, else a new uuid4 hex. Refusals: 401 `missing_tenant`, 400
-    `invalid_tenant`, or what the resolver raised; on a websocket, an http denial
+    `invalid_tenant`, or what the resolver raised (`TenantRejected`); any other error of
+    the resolver (its database is down) 503 `tenant_lookup_failed` with `Retry-After`,
+    never 401; on a websocket, an http denial
     response when the server supports `websocket.http.response`, else a close with
     code 1008.
     """
@@ -123,7 +144,7 @@ class TenantMiddleware:
         app: ASGIApp,
         *,
         resolver: Resolver,
-        exempt_paths: Iterable[str] = ("/healthz", "/readyz", "/metrics"),
+        exempt_paths: Iterable[str] = DEFAULT_EXEMPT_PATHS,
         error_format: ErrorFormat | ErrorFormatFor = OPENAI_ERRORS,
     ) -> None:
         paths = tuple(exempt_paths)
@@ -168,9 +189,21 @@ class TenantMiddleware:
 
     async def _resolve(self, headers: Headers) -> TenantId:
         try:
-            found = self.resolver(headers)
-            if inspect.isawaitable(found):
-                found = await found
+            try:
+                found = self.resolver(headers)
+                if inspect.isawaitable(found):
+                    found = await found
+            except (TenantRejected, InvalidTenantId):
+                raise
+            except Exception as exc:
+                # What the resolver asks (the app's tenants table) failed: the key may be
+                # good, so not 401; the caller may retry.
+                logger.warning(
+                    "tenant lookup failed (%s: %s); answered 503",
+                    type(exc).__name__,
+                    str(exc)[:_MAX_MESSAGE],
+                )
+                raise TenantRejected(503, "tenant_lookup_failed", LOOKUP_FAILED) from exc
             if found is None:
                 raise TenantRejected(401, "missing_tenant", "the request names no tenant")
             if not isinstance(found, str):
@@ -234,5 +267,7 @@ async def _send_error(
     ]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
+    elif status == 503:
+        headers.append((b"retry-after", b"1"))
     await send({"type": f"{prefix}.start", "status": status, "headers": headers})
     await send({"type": f"{prefix}.body", "body": body})

@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 from starlette.datastructures import Headers
 
+from resilience.tenancy.directory import TenantLookup
 from resilience.types import TenantId
 
 T = TypeVar("T")
@@ -146,17 +147,27 @@ class ApiKeyResolver:
     """The tenant owning the `Authorization: Bearer <key>` (or `x-api-key`) gateway key.
 
     Args:
-        key_hashes: SHA-256 hex digest of each gateway key (see `hash_key`) to
-            the tenant that owns it; a tenant may own several keys.
+        key_hashes: SHA-256 hex digest of each gateway key (see `hash_key`) to the
+            tenant that owns it (a tenant may own several keys); or a `TenantLookup`
+            (`resilience.tenancy.directory`: the app's own table behind `CachedTenants`,
+            the TOML's `ConfigTenants`), asked for the presented key's digest.
 
-    The presented key's digest is compared with every stored one in constant
-    time. No key: 401 `missing_api_key`; an unknown key: 401 `invalid_api_key`.
+    With a mapping, the presented key's digest is compared with every stored one in
+    constant time. With a lookup, the digest is the index (the digest of a high-entropy
+    key tells nothing of the others). No key: 401 `missing_api_key`; an unknown key: 401
+    `invalid_api_key`. A lookup that raises is not a wrong key: `TenantMiddleware`
+    answers 503 `tenant_lookup_failed`.
     """
 
-    def __init__(self, key_hashes: Mapping[str, TenantId]) -> None:
-        self._keys = DigestMatcher((d, validate_tenant_id(t)) for d, t in key_hashes.items())
+    def __init__(self, key_hashes: Mapping[str, TenantId] | TenantLookup) -> None:
+        self._lookup: TenantLookup | None = None
+        if isinstance(key_hashes, TenantLookup):
+            self._lookup = key_hashes
+            self._keys: DigestMatcher[TenantId] = DigestMatcher(())
+        else:
+            self._keys = DigestMatcher((d, validate_tenant_id(t)) for d, t in key_hashes.items())
 
-    def __call__(self, headers: Headers) -> TenantId:
+    def __call__(self, headers: Headers) -> TenantId | Awaitable[TenantId]:
         scheme, _, key = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             key = headers.get("x-api-key", "")  # Anthropic-style clients send the key here
@@ -165,12 +176,24 @@ class ApiKeyResolver:
             raise TenantRejected(401, "missing_api_key", "missing Authorization: Bearer <key>")
         # Headers decode as latin-1; encoding back gives the bytes the client sent, so a
         # non-ASCII key hashes the same here as in `hash_key` (UTF-8).
-        found = self._keys.match(key.encode("latin-1"))
+        raw = key.encode("latin-1")
+        if self._lookup is not None:
+            return self._looked_up(self._lookup, hashlib.sha256(raw).hexdigest())
+        found = self._keys.match(raw)
+        if found is None:
+            raise TenantRejected(401, "invalid_api_key", "unknown API key")
+        return found
+
+    @staticmethod
+    async def _looked_up(lookup: TenantLookup, digest: str) -> TenantId:
+        found = await lookup.tenant_for_key(digest)
         if found is None:
             raise TenantRejected(401, "invalid_api_key", "unknown API key")
         return found
 
     def __repr__(self) -> str:
+        if self._lookup is not None:
+            return f"ApiKeyResolver({self._lookup!r})"
         return f"ApiKeyResolver({len(self._keys)} keys)"
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import anthropic
 import openai
 import pytest
 from anthropic.types import MessageParam
 from openai.types.chat import ChatCompletionUserMessageParam
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.routing import BaseRoute, Mount
 
 from resilience.chaos import Fault
 from tests.support.gateway import KEYS, Running
@@ -346,15 +349,25 @@ async def test_metrics_expose_health_and_rate_limit_skips(running: Running) -> N
     assert skips == {"primary": 0.0, "claude": 0.0}
 
 
+def route_paths(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[str]:
+    """Every route's path, those of a mounted app (the admin API at /admin) included."""
+    for route in routes:
+        if isinstance(route, Mount):
+            yield from route_paths(route.routes, prefix + route.path)
+        else:
+            yield prefix + getattr(route, "path_format", "")
+
+
 async def test_openapi_document_lists_every_route(running: Running) -> None:
     response = await running.http.get("/openapi.json")
     assert response.status_code == 200
     paths = set(response.json()["paths"])
-    routes = {getattr(r, "path_format", "") for r in running.app.routes} - {
+    routes = set(route_paths(running.app.routes)) - {
         "/openapi.json",
         "/admin/",
         "/admin/summary",
     }
+    assert "/admin/circuits/{tenant}/{provider}/reset" in routes
     assert routes <= paths
 
 

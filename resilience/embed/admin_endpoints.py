@@ -1,11 +1,14 @@
-"""The admin API under `/admin`: circuits, reset, isolate, audit events, summary, health.
+"""The admin API's endpoints: circuits, reset, isolate, audit events, summary, health.
 
-Bearer tokens from `[admin.tokens.*]`, stored as SHA-256 hashes and compared
-in constant time against every entry; `AdminGuard` asks `authenticated` before any
-route runs, and each endpoint checks again. A token limited to a tenant sees and
-changes only that tenant: other tenants (and the provider-wide `*`) are 403.
-Every input is checked (`resilience.gateway.admin_input`) before anything acts, so a refused
-request changes nothing. Every change is audited with the token's name as actor.
+`resilience.embed.admin.admin_app` mounts them (the gateway at `/admin`). Bearer tokens
+(`AdminToken`, from `[admin.tokens.*]` or built in code) are stored as SHA-256 hashes and
+compared in constant time against every entry; `AdminGuard` asks `authenticated` before any
+route runs, and each endpoint checks again. A token limited to a tenant sees and changes
+only that tenant: other tenants (and the provider-wide `*`) are 403. Every input is checked
+(`resilience.embed.admin_input`) before anything acts, so a refused request changes
+nothing. Every change goes through the client's registry, so it reaches the client's audit
+sinks with the token's name as actor. Without an audit database (`engine` None) the
+listings read from it (`/events`, `/summary`) answer 503 saying so.
 """
 
 from __future__ import annotations
@@ -27,8 +30,7 @@ from resilience.breaker.machine import BreakerSnapshot, check_duration
 from resilience.client.resilient import ResilientClient
 from resilience.config.checks import NAME as PROVIDER_NAME
 from resilience.config.schema import AdminToken
-from resilience.formats.wire import openai_error
-from resilience.gateway.admin_input import (
+from resilience.embed.admin_input import (
     BadInput,
     only_fields,
     parse_time,
@@ -36,6 +38,7 @@ from resilience.gateway.admin_input import (
     shown,
     text_field,
 )
+from resilience.formats.wire import openai_error
 from resilience.tenancy.resolvers import TENANT_ID, DigestMatcher
 from resilience.types import PROVIDER_WIDE, Clock
 
@@ -50,6 +53,8 @@ _QUERIES = {
 
 def _error(status: int, message: str, code: str) -> JSONResponse:
     kind = "authentication_error" if status in (401, 403) else "invalid_request_error"
+    if status >= 500:
+        kind = "server_error"
     headers = {"www-authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(
         openai_error(message, type_=kind, code=code), status_code=status, headers=headers
@@ -82,7 +87,7 @@ class AdminEndpoints:
         self,
         tokens: Mapping[str, AdminToken],
         client: Callable[[], ResilientClient],
-        engine: Callable[[], AsyncEngine],
+        engine: Callable[[], AsyncEngine] | None,
         *,
         wall_clock: Clock = time.time,
     ) -> None:
@@ -90,6 +95,10 @@ class AdminEndpoints:
         self._client = client
         self._engine = engine
         self._wall_clock = wall_clock
+
+    def use_tokens(self, tokens: Mapping[str, AdminToken]) -> None:
+        """Replace the tokens at once (one assignment: a request sees the old set or the new)."""
+        self._tokens = DigestMatcher((t.token_sha256, t) for t in tokens.values())
 
     def token(self, headers: Headers) -> AdminToken | None:
         """The admin token the request presents, if it is a configured one."""
@@ -214,6 +223,8 @@ class AdminEndpoints:
         tenant = self._scope(request, "events")
         if isinstance(tenant, Response):
             return tenant
+        if self._engine is None:
+            return _no_audit_database()
         try:
             since = parse_time(params.get("since"), "since")
             until = parse_time(params.get("until"), "until")
@@ -285,6 +296,8 @@ class AdminEndpoints:
         auth = self._unrestricted(request, "summary")
         if isinstance(auth, Response):
             return auth
+        if self._engine is None:
+            return _no_audit_database()
         try:
             since = parse_time(request.query_params.get("since"), "since")
             until = parse_time(request.query_params.get("until"), "until")
@@ -316,6 +329,14 @@ def _forbidden(token: AdminToken, tenant: str | None) -> Response | None:
         return None
     return _error(
         403, f"token {token.name!r} is limited to tenant {token.tenant!r}", "forbidden_tenant"
+    )
+
+
+def _no_audit_database() -> Response:
+    return _error(
+        503,
+        "no audit database: this admin API was mounted without one (admin_app(engine=...))",
+        "audit_unavailable",
     )
 
 

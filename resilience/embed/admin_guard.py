@@ -1,14 +1,13 @@
-"""In front of every `/admin` path: the admin token first, and the browser's security headers.
+"""In front of every path of the admin app: the admin token first, and the browser's headers.
 
 Authenticating before the router means a caller without a valid token gets the same 401
-for every path under `/admin`, existing or not, whatever tenant or provider it names, and
+for every path of the app, existing or not, whatever tenant or provider it names, and
 whatever its method: it cannot learn which providers or routes exist. Only the dashboard's
-static files (`public`) load without a token, with GET or HEAD: a browser navigating to a
-page sends no bearer token, and the files hold no data (the page asks for the token and
-sends it with each API call it makes).
+static files (`public`, paths relative to where the app is mounted) load without a token,
+with GET or HEAD: a browser navigating to a page sends no bearer token, and the files hold
+no data (the page asks for the token and sends it with each API call it makes).
 
-Every answer under `/admin` says: no framing, no inline or foreign scripts, no MIME
-sniffing, no referrer. Other paths pass through untouched (one prefix test).
+Every answer says: no framing, no inline or foreign scripts, no MIME sniffing, no referrer.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ _NAMES = {name for name, _ in SECURITY_HEADERS}
 
 
 class AdminGuard:
-    """ASGI middleware; see the module docstring."""
+    """ASGI middleware of the admin app; see the module docstring."""
 
     def __init__(
         self,
@@ -50,11 +49,8 @@ class AdminGuard:
             return
         path: str = scope["path"]
         root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
+        if root and path.startswith(root):  # mounted: the path below the mount point
             path = path[len(root) :]
-        if path != "/admin" and not path.startswith("/admin/"):
-            await self.app(scope, receive, send)
-            return
 
         async def secured(message: Message) -> None:
             if message["type"] == "http.response.start":
