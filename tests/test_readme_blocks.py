@@ -5,8 +5,11 @@ Convention: a README Python block is a whole script a reader can paste into a fi
 only what a reader brings: a working directory holding the `gateway.toml` a block loads,
 pointed at a chaos upstream this test serves on loopback, and the key variable that file
 names. After the block, the check for its section runs in the same namespace (top-level
-`await` allowed there) and asserts that the block did what the README says. No block is
-skipped; a new block needs a check here (`test_every_block_has_a_check`).
+`await` allowed there) and asserts that the block did what the README says. One block is
+skipped here: the complete FastAPI app (`FASTAPI_SECTION`), which is
+examples/fastapi_app/app.py word for word and needs PostgreSQL and uvicorn;
+tests/examples/test_fastapi_app.py runs it as an app and checks the two texts are one. A new
+block needs a check here (`test_every_block_has_a_check`).
 """
 
 from __future__ import annotations
@@ -202,7 +205,11 @@ async def run_block(block: Block, workdir: Path) -> str:
     return stdout
 
 
-BLOCKS = python_blocks(README.read_text())
+FASTAPI_SECTION = "A complete FastAPI app"
+"""Skipped: tests/examples/test_fastapi_app.py runs this block as examples/fastapi_app/app.py,
+under uvicorn with PostgreSQL, and checks that the block and the file are the same text."""
+
+BLOCKS = [b for b in python_blocks(README.read_text()) if b.section != FASTAPI_SECTION]
 
 
 def test_every_block_has_a_check() -> None:
