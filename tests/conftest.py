@@ -21,6 +21,8 @@ from resilience.audit.database import create_engine, migrate
 from tests.support.scheduling import GroupScheduling
 from tests.support.servers import PostgresServer, pg_database, postgres_server
 
+pytest_plugins = ["tests.support.browser"]  # the `chromium` fixture
+
 REDIS_URL = os.environ.get("RESILIENCE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -27,6 +27,7 @@ from resilience.models import ChatRequest, Message
 from resilience.tenancy.middleware import DEFAULT_EXEMPT_PATHS, TenantMiddleware
 from resilience.tenancy.resolvers import ApiKeyResolver, hash_key
 from resilience.types import Clock
+from tests.support.gateway import chaos_providers
 
 KEYS = {"acme": "embed-key-acme", "globex": "embed-key-globex"}
 ADMIN = {"ops": "embed-admin-ops", "acme-support": "embed-admin-acme"}
@@ -39,18 +40,7 @@ def config(root: str) -> Config:
     return parse_config(
         {
             "retry": {"max_attempts": 2, "base_delay_s": 0.001, "max_delay_s": 0.002},
-            "providers": {
-                "primary": {
-                    "kind": "openai",
-                    "api_key_env": "UPSTREAM_KEY",
-                    "base_url": f"{root}/primary/v1",
-                },
-                "claude": {
-                    "kind": "anthropic",
-                    "api_key_env": "UPSTREAM_KEY",
-                    "base_url": f"{root}/claude",
-                },
-            },
+            "providers": chaos_providers(root),
             "routes": {
                 "chat": {"targets": ["primary:gpt-4.1", "claude:claude-sonnet-4-6"]},
                 "solo": {"targets": ["primary:gpt-4.1"]},

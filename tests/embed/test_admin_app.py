@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2
-import pytest
 from playwright.async_api import async_playwright
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -24,7 +22,7 @@ from resilience.embed import admin_app
 from resilience.embed.admin import replace_tokens
 from resilience.serving import serve_asgi
 from resilience.tenancy.resolvers import hash_key
-from tests.gateway.test_dashboard import CHROMIUM, FLAGS
+from tests.support.browser import FLAGS
 from tests.support.client import CHAT, Harness
 
 TOKENS = {
@@ -146,16 +144,6 @@ async def test_requests_racing_a_token_swap_each_see_one_whole_set() -> None:
 
 def _never() -> ResilientClient:
     raise AssertionError("the client is not asked for before a route needs it")
-
-
-@pytest.fixture
-def chromium() -> str:
-    if not os.path.exists(CHROMIUM):
-        message = "Debian's chromium is not installed (scripts/test installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return CHROMIUM
 
 
 async def test_the_dashboard_works_under_another_mount_point(chromium: str, tmp_path: Path) -> None:

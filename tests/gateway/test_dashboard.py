@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
-import pytest
 from playwright.async_api import async_playwright
 
 from resilience.chaos import ChaosUpstream
 from resilience.gateway.factory import create_app
 from resilience.serving import serve_asgi
+from tests.support.browser import FLAGS
 from tests.support.client import CHAT
 from tests.support.gateway import ADMIN, settings_for
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def chromium() -> str:
-    if not os.path.exists(CHROMIUM):
-        message = "Debian's chromium is not installed (scripts/test installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return CHROMIUM
 
 
 async def test_dashboard_renders_the_grid_and_reset_works(chromium: str, tmp_path: Path) -> None:

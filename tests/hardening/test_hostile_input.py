@@ -14,7 +14,7 @@ from resilience.chaos import ChaosUpstream, Fault
 from resilience.config.load import parse_config
 from resilience.gateway.factory import create_app
 from resilience.tenancy.resolvers import hash_key
-from tests.support.gateway import ADMIN, KEYS, settings_for
+from tests.support.gateway import ADMIN, KEYS, chaos_providers, settings_for
 
 UPSTREAM_SECRET = "sk-upstream-SECRET-0123456789"
 TENANT_SECRET = "tenant-own-SECRET-9876543210"
@@ -28,18 +28,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[httpx2.AsyncClient, Cha
         environ = {"UPSTREAM_KEY": UPSTREAM_SECRET, "ACME_OWN_KEY": TENANT_SECRET}
         data = {
             "retry": {"max_attempts": 1},
-            "providers": {
-                "primary": {
-                    "kind": "openai",
-                    "api_key_env": "UPSTREAM_KEY",
-                    "base_url": f"{root}/primary/v1",
-                },
-                "claude": {
-                    "kind": "anthropic",
-                    "api_key_env": "UPSTREAM_KEY",
-                    "base_url": f"{root}/claude",
-                },
-            },
+            "providers": chaos_providers(root),
             "routes": {"chat": {"targets": ["primary:gpt-4.1", "claude:claude-sonnet-4-6"]}},
             "tenants": {
                 "acme": {

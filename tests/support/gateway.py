@@ -36,23 +36,29 @@ class Running:
         return {"authorization": f"Bearer {ADMIN[token]}"}
 
 
+def chaos_providers(root: str) -> dict[str, dict[str, str]]:
+    """`primary` (OpenAI's kind) and `claude` (Anthropic's) on the chaos upstream at `root`,
+    both on the key in `UPSTREAM_KEY`."""
+    return {
+        "primary": {
+            "kind": "openai",
+            "api_key_env": "UPSTREAM_KEY",
+            "base_url": f"{root}/primary/v1",
+        },
+        "claude": {
+            "kind": "anthropic",
+            "api_key_env": "UPSTREAM_KEY",
+            "base_url": f"{root}/claude",
+        },
+    }
+
+
 def settings_for(root: str, tmp_path: Path, database_url: str | None = None) -> Settings:
     environ = {"UPSTREAM_KEY": "upstream-secret-key"}
     config = parse_config(
         {
             "retry": {"max_attempts": 2, "base_delay_s": 0.001, "max_delay_s": 0.002},
-            "providers": {
-                "primary": {
-                    "kind": "openai",
-                    "api_key_env": "UPSTREAM_KEY",
-                    "base_url": f"{root}/primary/v1",
-                },
-                "claude": {
-                    "kind": "anthropic",
-                    "api_key_env": "UPSTREAM_KEY",
-                    "base_url": f"{root}/claude",
-                },
-            },
+            "providers": chaos_providers(root),
             "routes": {
                 "chat": {"targets": ["primary:gpt-4.1", "claude:claude-sonnet-4-6"]},
                 "embed": {"targets": ["primary:text-embedding-3-small"]},
