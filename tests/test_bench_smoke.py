@@ -12,7 +12,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STRATEGIES = ("priority", "round_robin", "weighted", "least_latency", "least_busy", "hash")
-EXACT = {"half_open_upstream_calls": 1.0, "events_per_trip": 1.0}
+EXACT = {
+    "half_open_upstream_calls": 1.0,
+    "events_per_trip": 1.0,
+    "kill9_audit_lost": 0.0,
+    "kill9_usage_lost": 0.0,
+    "kill9_duplicates": 0.0,
+}
 """Counts, not timings: what our breaker promises, whatever the machine."""
 
 
@@ -28,7 +34,11 @@ EXACT = {"half_open_upstream_calls": 1.0, "events_per_trip": 1.0}
             "vs_litellm.py",
             ["ours_overhead_ratio", "litellm_overhead_ratio", "outage_wasted_calls_ours"],
         ),
-        ("audit.py", ["emit_us", "postgres_events_per_s", "sqlite_events_per_s"]),
+        (
+            "audit.py",
+            ["emit_us", "usage_emit_us", "postgres_events_per_s", "sqlite_events_per_s"],
+        ),
+        ("crash.py", ["kill9_audit_lost", "kill9_usage_lost", "kill9_duplicates"]),
         (
             "groups.py",
             [*(f"group_select_us_{s}" for s in STRATEGIES), "group_select_us_max"],

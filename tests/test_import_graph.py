@@ -196,6 +196,7 @@ LAYERS = (
     "breaker",
     "retry",
     "providers",
+    "usage",
     "audit",
     "config",
     "formats",

@@ -1,8 +1,11 @@
-"""`DatabaseSink`: breaker transitions into `breaker_events`, never blocking, never losing.
+"""`DatabaseSink`: breaker transitions into `breaker_events` and usage records into
+`usage_records`, never blocking, never losing.
 
-`emit()` is called on the event loop by the breaker: it only appends to a
-bounded queue (or, when the queue is full, to an overflow list the writer
-spools) and never awaits or raises. A background writer drains the queue in
+`emit()` is called on the event loop by the breaker, `emit_usage()` by the client when a
+call ends: each appends the row to the journal (`resilience.audit.journal`: one
+`write(2)`, so the row survives `kill -9` from then on), then to a bounded queue (or,
+when the queue is full, to an overflow list the writer spools), and never awaits or
+raises. A background writer drains the queue in
 batches (by size or age) with idempotent inserts (`ON CONFLICT (id) DO
 NOTHING`). While the database is unreachable, batches go to the spool file and
 the writer backs off; once an insert succeeds again it replays the spool.
@@ -10,9 +13,12 @@ the writer backs off; once an insert succeeds again it replays the spool.
 write; the next start replays it. Events emitted before `start()` or after
 `aclose()` are spooled at once.
 
-What "nothing lost" covers: database outages, a full queue, shutdown and a
-crash after a spool write. What it cannot cover: events still in memory when
-the process is killed outright.
+What "nothing lost" covers: database outages, a full queue, shutdown, a crash after a
+spool write, and the process killed outright (`kill -9`, the OOM killer): rows it held
+in memory are in the journal, which the next start moves into the spool and replays
+(inserts are idempotent on the row id). A crash of the whole machine loses what the
+journal's fsync policy lets it (`journal_fsync`; see `resilience.audit.journal`).
+Rows settled (written, spooled or quarantined) are trimmed from the journal at once.
 
 A database that is unreachable is told apart from one that rejects a row
 (`rejects_rows`): a rejected batch is split until the bad rows are found, those
@@ -32,26 +38,52 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Insert, text
+from sqlalchemy import Insert, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from resilience.audit.errors import describe, rejects_rows
+from resilience.audit.journal import (
+    TABLE_KEY,
+    USAGE_TABLE,
+    FsyncPolicy,
+    Journal,
+    event_line,
+    usage_line,
+)
 from resilience.audit.schema import breaker_events, event_params, to_params, to_row
 from resilience.audit.spool import Spool
+from resilience.audit.usage_schema import usage_bind, usage_params, usage_records
 from resilience.breaker.events import BreakerTransition
 from resilience.types import Sleep
+from resilience.usage.record import UsageRecord
 
 logger = logging.getLogger("resilience.audit")
 
 REPLAY_BATCH = 1000
 
 
+Record = BreakerTransition | UsageRecord
+"""What the sink takes: a breaker transition (`emit`) or a finished call's usage
+(`emit_usage`)."""
+
+
+class _Pending(NamedTuple):
+    """A row in memory on its way to the writer, and the journal segment holding it
+    (-1: none)."""
+
+    record: Record
+    segment: int
+
+
 @dataclass(slots=True)
 class SinkStats:
     received: int = 0
-    """Every event handed to `emit`: each ends up written, spooled, quarantined, or (only if
-    the spool itself failed) counted as a failure and logged."""
+    """Every breaker event handed to `emit`: each ends up written, spooled, quarantined,
+    or (only if the spool itself failed) counted as a failure and logged."""
+    usage_received: int = 0
+    """Every usage record handed to `emit_usage`, with the same fate. The counters below
+    count rows of both kinds."""
     queued: int = 0
     written: int = 0
     spooled: int = 0
@@ -64,16 +96,30 @@ class SinkStats:
     database_up: bool = True
     spool_ok: bool = True
     """Whether the last spool write succeeded."""
+    journaled: int = 0
+    """Rows appended to the journal before `emit`/`emit_usage` returned."""
+    journal_errors: int = 0
+    """Rows the journal could not take (they wait in memory, as without a journal)."""
+    recovered: int = 0
+    """Rows found at start in journals of killed processes, moved to the spool to replay."""
 
 
 class _Row(NamedTuple):
-    """One row on its way to the database: the bound values, and what to spool or reject."""
+    """One row on its way to the database: the bound values, and what to spool or reject
+    (a record, or a spool line's dict)."""
 
     params: dict[str, Any]
-    source: BreakerTransition | dict[str, Any]
+    source: Record | dict[str, Any]
 
     def as_json(self) -> dict[str, Any]:
-        return to_row(self.source) if isinstance(self.source, BreakerTransition) else self.source
+        return _as_json(self.source)
+
+    @property
+    def usage(self) -> bool:
+        source = self.source
+        if isinstance(source, dict):
+            return source.get(TABLE_KEY) == USAGE_TABLE
+        return isinstance(source, UsageRecord)
 
 
 class _Settled(NamedTuple):
@@ -84,13 +130,19 @@ class _Settled(NamedTuple):
 
 
 class DatabaseSink:
-    """An `AuditSink` writing to the audit database; see the module docstring.
+    """An `AuditSink` and a `UsageSink` writing to the audit database; see the module
+    docstring.
 
     Args:
         engine: an async engine on PostgreSQL (asyncpg) or SQLite (aiosqlite).
         spool_path: the JSON-lines file for rows the database could not take; rows it
             rejects go beside it, to `<spool_path>.rejected`.
-        queue_size: events held in memory before overflow goes to the spool.
+        journal_path: the folder of the journal (`resilience.audit.journal`); None:
+            `<spool_path>.journal` beside the spool.
+        journal: False runs without one (rows in memory are lost if the process is killed).
+        journal_fsync: `"never"`, `"batch"` (the default) or `"always"`: what survives a
+            crash of the machine, and what it costs (`resilience.audit.journal`).
+        queue_size: rows held in memory before overflow goes to the spool.
         batch_size, batch_age_s: a batch is written when it is this big or this old.
         retry_base_s, retry_max_s: backoff while the database is down.
     """
@@ -100,6 +152,9 @@ class DatabaseSink:
         engine: AsyncEngine,
         *,
         spool_path: str | os.PathLike[str],
+        journal_path: str | os.PathLike[str] | None = None,
+        journal: bool = True,
+        journal_fsync: FsyncPolicy = "batch",
         queue_size: int = 10_000,
         batch_size: int = 500,
         batch_age_s: float = 0.2,
@@ -110,9 +165,12 @@ class DatabaseSink:
     ) -> None:
         self.engine = engine
         self.spool = Spool(spool_path)
+        if journal_path is None:
+            journal_path = self.spool.path.with_name(self.spool.path.name + ".journal")
+        self.journal = Journal(journal_path, fsync=journal_fsync) if journal else None
         self.stats = SinkStats()
-        self._queue: asyncio.Queue[BreakerTransition] = asyncio.Queue(queue_size)
-        self._overflow: list[BreakerTransition] = []
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(queue_size)
+        self._overflow: list[_Pending] = []
         self._batch_size = batch_size
         self._batch_age_s = batch_age_s
         self._retry_base_s = retry_base_s
@@ -122,37 +180,88 @@ class DatabaseSink:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._failures = 0
-        self._insert = _idempotent_insert(engine.dialect.name)
+        self._inserts = {
+            table: _idempotent_insert(engine.dialect.name, table)
+            for table in (breaker_events, usage_records)
+        }
         self._caught_up = asyncio.Event()
 
-    # -- the AuditSink protocol ------------------------------------------------------------
+    # -- the AuditSink and UsageSink protocols ----------------------------------------------
 
     def emit(self, event: BreakerTransition) -> None:
-        """Queue one transition (rows are built by the writer); never awaits, never raises."""
+        """Journal and queue one transition (rows are built by the writer); never awaits,
+        never raises."""
         self.stats.received += 1
         try:
-            if self._task is None or self._closing or self._task.done():
-                lines, bad = _encode([_Row({}, event)])
-                for row, error in bad:
-                    self.stats.quarantined += 1
-                    self._reject_now(row, error)
-                self.stats.spooled += self.spool.append_lines(lines)
+            task = self._task
+            if task is None or self._closing or task.done():
+                self._spool_now(event)
                 return
-            try:
-                self._queue.put_nowait(event)
-            except asyncio.QueueFull:
-                self._overflow.append(event)
-            self.stats.queued += 1
+            journal = self.journal
+            segment = -1
+            if journal is not None:
+                try:
+                    segment = journal.append(event_line(event))
+                except Exception:  # JSON cannot hold it: the writer quarantines it
+                    segment = -1
+                self._journaled(segment)
+            self._queue_row(_Pending(event, segment))
         except Exception:  # the audit trail must never break a request
             logger.exception("audit: could not queue event %s", getattr(event, "id", "?"))
+
+    def emit_usage(self, record: UsageRecord) -> None:
+        """Journal and queue one finished call's usage; never awaits, never raises."""
+        self.stats.usage_received += 1
+        try:
+            task = self._task
+            if task is None or self._closing or task.done():
+                self._spool_now(record)
+                return
+            journal = self.journal
+            segment = -1
+            if journal is not None:
+                try:
+                    segment = journal.append(usage_line(record))
+                except Exception:  # JSON cannot hold it: the writer quarantines it
+                    segment = -1
+                self._journaled(segment)
+            self._queue_row(_Pending(record, segment))
+        except Exception:  # the usage trail must never break a request
+            logger.exception("audit: could not queue usage %s", getattr(record, "id", "?"))
+
+    def _journaled(self, segment: int) -> None:
+        if segment < 0:
+            self.stats.journal_errors += 1
+        else:
+            self.stats.journaled += 1
+
+    def _queue_row(self, pending: _Pending) -> None:
+        try:
+            self._queue.put_nowait(pending)
+        except asyncio.QueueFull:
+            self._overflow.append(pending)
+        self.stats.queued += 1
+
+    def _spool_now(self, record: Record) -> None:
+        """Not running (before `start`, after `aclose`): straight to the spool."""
+        lines, bad = _encode([_Row({}, record)])
+        for row, error in bad:
+            self.stats.quarantined += 1
+            self._reject_now(row, error)
+        self.stats.spooled += self.spool.append_lines(lines)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the writer; it replays any spool left by an earlier run first."""
+        """Open the journal and start the writer. Journals of killed processes are moved into
+        the spool first; the writer replays the spool before anything else."""
         if self._task is None:
             self._closing = False
             self._caught_up.clear()
+            try:
+                await asyncio.to_thread(self._recover)
+            except OSError as exc:
+                logger.error("audit: cannot open the journal (%s); running without it", exc)
             try:
                 await asyncio.to_thread(self.spool.recount)
                 rejected = await asyncio.to_thread(self.spool.rejected)
@@ -176,20 +285,44 @@ class DatabaseSink:
         return True
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
-        """Flush what is queued within `timeout_s`; spool the rest."""
+        """Flush what is queued within `timeout_s`; spool the rest. The journal is deleted
+        when every row in it is settled, else left for the next start to recover."""
         if self._task is None:
             return
         self._closing = True
         task, self._task = self._task, None
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout_s)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        leftover = self._drain_nowait() + self._take_overflow()
-        if leftover:
-            self.stats.spooled += await self._spool([_Row({}, e) for e in leftover])
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout_s)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            leftover = self._drain_nowait() + self._take_overflow()
+            if leftover:
+                self.stats.spooled += await self._spool([_Row({}, p.record) for p in leftover])
+                self._settled(leftover)
+        finally:
+            if self.journal is not None:
+                self.journal.close()
+
+    def _recover(self) -> None:
+        """Open the journal; move the segments killed processes left into the spool
+        (blocking: run in a thread)."""
+        if self.journal is None:
+            return
+        for path in self.journal.open():
+            lines = Journal.read(path)
+            self.spool.append_lines(lines)  # fsynced before the segment goes
+            self.journal.discard(path)
+            if lines:
+                self.stats.recovered += len(lines)
+                logger.warning(
+                    "audit: %d rows recovered from %s (a process that did not shut down); "
+                    "replaying them",
+                    len(lines),
+                    path,
+                )
 
     async def __aenter__(self) -> DatabaseSink:
         """`async with DatabaseSink(engine, spool_path=...) as sink:` in an app's lifespan.
@@ -240,14 +373,20 @@ class DatabaseSink:
     async def _step(self) -> bool:
         """One batch; True once closing and everything is written or spooled."""
         batch = await self._next_batch()
+        journal = self.journal
+        if journal is not None and journal.fsync == "batch" and journal.dirty:
+            await asyncio.to_thread(journal.sync)
         overflow = self._take_overflow()
         try:
             if overflow:
-                self.stats.spooled += await self._spool([_Row({}, e) for e in overflow])
+                self.stats.spooled += await self._spool([_Row({}, p.record) for p in overflow])
+                self._settled(overflow)
+                overflow = []
             if batch:
                 await self._write_or_spool(batch)
-        except Exception:
-            self._overflow[:0] = overflow + batch  # keep them for the next try (ids dedupe)
+                self._settled(batch)
+        except BaseException:  # cancelled too: keep them for the next try (ids dedupe)
+            self._overflow[:0] = overflow + batch
             raise
         if self._closing and self._queue.empty() and not self._overflow:
             if self.stats.database_up and self.spool.pending():
@@ -257,7 +396,7 @@ class DatabaseSink:
             await self._replay()  # idle with a backlog: it needs no new event to go out
         return False
 
-    async def _next_batch(self) -> list[BreakerTransition]:
+    async def _next_batch(self) -> list[_Pending]:
         batch = self._drain_nowait(self._batch_size)
         if len(batch) >= self._batch_size or self._closing:
             return batch
@@ -273,8 +412,8 @@ class DatabaseSink:
             batch.extend(self._drain_nowait(self._batch_size - len(batch)))
         return batch
 
-    async def _write_or_spool(self, batch: list[BreakerTransition]) -> None:
-        rows = await self._bind([_Row({}, e) for e in batch])
+    async def _write_or_spool(self, batch: list[_Pending]) -> None:
+        rows = await self._bind([_Row({}, p.record) for p in batch])
         settled = await self._settle(rows)
         self.stats.written += settled.written
         if settled.error is not None:
@@ -287,12 +426,28 @@ class DatabaseSink:
             await self._replay()
 
     async def _settle(self, rows: list[_Row]) -> _Settled:
-        """Write `rows`; a batch the database rejects is halved until each bad row is alone,
-        and that one is quarantined. Stops at the first sign the database is unreachable."""
+        """Write `rows`, each into its table; stops at the first sign the database is
+        unreachable."""
+        usage = [row for row in rows if row.usage]
+        if not usage:
+            return await self._settle_into(rows, breaker_events)
+        events = [row for row in rows if not row.usage]
+        first = await self._settle_into(events, breaker_events)
+        if first.error is not None:
+            return _Settled(first.written, first.unwritten + usage, first.error)
+        second = await self._settle_into(usage, usage_records)
+        return _Settled(first.written + second.written, second.unwritten, second.error)
+
+    async def _settle_into(self, rows: list[_Row], table: Table) -> _Settled:
+        """Write `rows` into `table`; a batch the database rejects is halved until each bad
+        row is alone, and that one is quarantined."""
         if not rows:
             return _Settled(0, [], None)
         try:
-            await self._write([row.params for row in rows])
+            if table is breaker_events:
+                await self._write([row.params for row in rows])
+            else:
+                await self._write([row.params for row in rows], table=table)
         except Exception as exc:
             if not rejects_rows(exc):
                 return _Settled(0, rows, exc)
@@ -302,15 +457,15 @@ class DatabaseSink:
         else:
             return _Settled(len(rows), [], None)
         middle = len(rows) // 2
-        first = await self._settle(rows[:middle])
+        first = await self._settle_into(rows[:middle], table)
         if first.error is not None:
             return _Settled(first.written, first.unwritten + rows[middle:], first.error)
-        second = await self._settle(rows[middle:])
+        second = await self._settle_into(rows[middle:], table)
         return _Settled(first.written + second.written, second.unwritten, second.error)
 
-    async def _write(self, params: list[dict[str, Any]]) -> None:
+    async def _write(self, params: list[dict[str, Any]], *, table: Table = breaker_events) -> None:
         async with self.engine.begin() as connection:
-            await connection.execute(self._insert, params)
+            await connection.execute(self._inserts[table], params)
 
     async def _replay(self) -> None:
         """Replay what is spooled: a claimed file left by an earlier replay first, then the
@@ -346,6 +501,10 @@ class DatabaseSink:
             try:
                 if isinstance(source, BreakerTransition):
                     params = event_params(source)
+                elif isinstance(source, UsageRecord):
+                    params = usage_bind(usage_params(source))
+                elif source.get(TABLE_KEY) == USAGE_TABLE:
+                    params = usage_bind({k: v for k, v in source.items() if k != TABLE_KEY})
                 else:
                     params = to_params(source)
             except Exception as exc:
@@ -402,13 +561,26 @@ class DatabaseSink:
         self.stats.database_up = True
         self._failures = 0
 
-    def _drain_nowait(self, limit: int | None = None) -> list[BreakerTransition]:
-        rows: list[BreakerTransition] = []
+    def _settled(self, pending: list[_Pending]) -> None:
+        """These rows are written, spooled or quarantined: trim them from the journal."""
+        journal = self.journal
+        if journal is None:
+            return
+        counts: dict[int, int] = {}
+        for item in pending:
+            if item.segment >= 0:
+                counts[item.segment] = counts.get(item.segment, 0) + 1
+        if counts:
+            journal.settle(counts)
+        journal.maintain()
+
+    def _drain_nowait(self, limit: int | None = None) -> list[_Pending]:
+        rows: list[_Pending] = []
         while not self._queue.empty() and (limit is None or len(rows) < limit):
             rows.append(self._queue.get_nowait())
         return rows
 
-    def _take_overflow(self) -> list[BreakerTransition]:
+    def _take_overflow(self) -> list[_Pending]:
         rows, self._overflow = self._overflow, []
         return rows
 
@@ -428,19 +600,27 @@ def _encode(rows: list[_Row]) -> tuple[list[str], list[tuple[Any, str]]]:
     return lines, bad
 
 
-def _printable(source: BreakerTransition | dict[str, Any]) -> Any:
-    """What the dead-letter file can show of a row that could not even be encoded."""
-    if isinstance(source, dict):
-        return source
-    try:
+def _as_json(source: Record | dict[str, Any]) -> dict[str, Any]:
+    """The JSON-able dict that is both a spool line and (bound) an insert row; a usage
+    row says its table (`TABLE_KEY`), a breaker event's needs not (older spools)."""
+    if isinstance(source, BreakerTransition):
         return to_row(source)
+    if isinstance(source, UsageRecord):
+        return {**usage_params(source), TABLE_KEY: USAGE_TABLE}
+    return source
+
+
+def _printable(source: Record | dict[str, Any]) -> Any:
+    """What the dead-letter file can show of a row that could not even be encoded."""
+    try:
+        return _as_json(source)
     except Exception:
         return repr(source)
 
 
-def _idempotent_insert(dialect: str) -> Insert:
+def _idempotent_insert(dialect: str, table: Table) -> Insert:
     if dialect == "postgresql":
-        return postgresql.insert(breaker_events).on_conflict_do_nothing(index_elements=["id"])
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["id"])
     if dialect == "sqlite":
-        return sqlite.insert(breaker_events).on_conflict_do_nothing(index_elements=["id"])
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=["id"])
     raise ValueError(f"audit database: unsupported dialect {dialect!r} (PostgreSQL or SQLite)")

@@ -227,8 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     from resilience.cli.admin import add_commands
+    from resilience.cli.usage import add_commands as add_usage_commands
 
     add_commands(commands)
+    add_usage_commands(commands)
 
     migrate = commands.add_parser("migrate", help="bring the audit database to the latest schema")
     migrate.add_argument(

@@ -25,6 +25,10 @@ class OutcomeStatus(enum.StrEnum):
     RPM_LIMITED = "rpm_limited"
     """Skipped without a call: the tenant's or the provider's requests-per-minute bucket
     was empty (`retry_after_s`: until it has a token)."""
+    TPM_LIMITED = "tpm_limited"
+    """Skipped without a call: the tenant's (`message`: `tenant_limit`) or the provider's
+    (`provider_limit`) tokens-per-minute bucket did not hold the call's estimate
+    (`retry_after_s`: until it does)."""
     BULKHEAD_FULL = "bulkhead_full"
     """Skipped without a call: the provider's concurrency gate had no slot for this tenant
     (`message`: `tenant_limit`, its own cap; `provider_limit`, the gate was full for the

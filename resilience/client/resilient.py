@@ -5,8 +5,10 @@ Each step of the route is a target or a group of equivalent targets, whose strat
 
 - skipped without a call when the tenant is `local_only` and the provider is
   in the cloud, when an embedding call meets a provider that cannot embed, when
-  the tenant's or the provider's requests-per-minute bucket is empty, or when
-  the (tenant, provider) breaker or the provider-wide one refuses;
+  the tenant's or the provider's tokens-per-minute bucket does not hold the call's
+  estimate (`resilience.client.tpm`: settled with what the provider reported when
+  the attempt ends) or its requests-per-minute bucket is empty, or when the
+  (tenant, provider) breaker or the provider-wide one refuses;
 - otherwise called, each attempt one call on the breaker, recorded in the
   target's health (latency, errors, in flight) and, with OpenTelemetry, a span;
 - a failure whose kind allows fallback moves on to the step's next member, then
@@ -20,6 +22,10 @@ answers, the client waits out the shortest Retry-After (when it fits
 `max_retry_after_s` and the deadline) and tries that target once more, as the
 breaker's half-open probe. One deadline covers the whole walk; for streams it
 bounds the time to the first chunk. When nothing answers: `AllTargetsFailed`.
+
+With usage sinks, every call that reached its route ends in one `UsageRecord`
+(`resilience.usage`): the answering target and the tokens it reported, or the failure
+and the last target tried; a stream's at its end, failure or abandonment.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from resilience.client.attempt import DeadlineExceeded, attempt
 from resilience.client.native import NativePlan
 from resilience.client.outcomes import OutcomeStatus, Result, TargetOutcome
 from resilience.client.streaming import ResilientStream, first_of
+from resilience.client.tpm import TokenCharge, TokenRefusal
+from resilience.client.tpm import take as take_tpm
 from resilience.client.tracing import AttributeValue, Tracing, set_attributes, set_error
 from resilience.deadline import Deadline
 from resilience.errors import (
@@ -75,6 +83,18 @@ from resilience.tenancy.directory import ConfigTenants, TenantLookup
 from resilience.tenancy.policy import DEFAULT_POLICY as _DEFAULT_TENANT
 from resilience.tenancy.policy import TenantPolicy as TenantPolicy  # re-exported
 from resilience.types import PROVIDER_WIDE, Clock, ProviderName, Sleep, TenantId
+from resilience.usage.estimate import estimate_chat, estimate_embedding, estimate_native
+from resilience.usage.meter import (
+    ABANDONED,
+    ChunkUsage,
+    FrameUsage,
+    OpenCall,
+    StreamUsage,
+    UsageMeter,
+    normalised,
+)
+from resilience.usage.record import SUCCEEDED, UsageSink
+from resilience.usage.tokens import TokenCounts, from_native
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -86,6 +106,8 @@ Call = Callable[[Provider, Target, str | None], Awaitable[T]]
 """One provider call: `call(provider, target, api_key)`, made once the breaker admits it."""
 Carry = Callable[[Provider, Target], str | None]
 """Why a target cannot take a call ("<field>: <why>"), or None: checked before any call."""
+Count = Callable[[Any], TokenCounts | None]
+"""The tokens an answer (not a stream) reports, for its tpm charge."""
 
 
 @dataclass(slots=True)
@@ -98,6 +120,7 @@ class _Won(Generic[T]):
     outcomes: tuple[TargetOutcome, ...]
     slot: Slot | None = None
     """The bulkhead slot a stream holds until it ends."""
+    walk: _Walk[T] | None = None
 
 
 class ResilientClient:
@@ -116,6 +139,9 @@ class ResilientClient:
         retry: retry and deadline policy.
         rpm: requests per minute each provider accepts (0 or absent: unlimited); a provider
             whose bucket is empty is skipped without a call.
+        tpm: tokens per minute each provider accepts over all tenants (0 or absent:
+            unlimited); a call is admitted on an estimate and charged what the provider
+            reported (`resilience.client.tpm`).
         health: latency and error figures per target; by default a new board.
         tracer_provider: where spans go; by default the global OpenTelemetry provider
             once an SDK has set one (nothing is traced without the `otel` extra).
@@ -124,6 +150,8 @@ class ResilientClient:
         rng: randomness for jitter and the `weighted` strategy.
         bulkheads: concurrency gates per provider (`resilience.routing.bulkhead`); None: no
             limit but the connection pool's. `from_config` builds them from `[bulkhead]`.
+        usage_sinks: where each finished call's `UsageRecord` goes (`emit_usage`); none: no
+            record is made. `from_config` passes those of its `sinks` that have `emit_usage`.
     """
 
     def __init__(
@@ -135,14 +163,19 @@ class ResilientClient:
         registry: BreakerRegistry | None = None,
         retry: RetryPolicy | None = None,
         rpm: Mapping[ProviderName, float] | None = None,
+        tpm: Mapping[ProviderName, float] | None = None,
         health: HealthBoard | None = None,
         tracer_provider: TracerProvider | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         bulkheads: Bulkheads | None = None,
+        usage_sinks: Iterable[UsageSink] = (),
     ) -> None:
         self.providers = dict(providers)
+        usage = list(usage_sinks)
+        self.usage: UsageMeter | None = UsageMeter(usage, clock=clock) if usage else None
+        """Makes the usage records; None without usage sinks (then calls make none)."""
         self.bulkheads = bulkheads
         self.routes = dict(routes or {})
         self._lookup: TenantLookup | None = None
@@ -160,6 +193,9 @@ class ResilientClient:
         self.rpm = {name: float(limit) for name, limit in (rpm or {}).items() if limit}
         self.rate_limit_skips: dict[ProviderName, int] = {}
         """Calls skipped because a requests-per-minute bucket was empty, by provider."""
+        self.tpm = {name: float(limit) for name, limit in (tpm or {}).items() if limit}
+        self.token_limit_skips: dict[ProviderName, int] = {}
+        """Calls skipped because a tokens-per-minute bucket could not hold the estimate."""
         self.health = health if health is not None else HealthBoard(clock=clock)
         self.tracing = Tracing(tracer_provider)
         self._clock = clock
@@ -193,7 +229,10 @@ class ResilientClient:
         upstream's transport in tests; by default each provider has its own pool.
         `tenants` (optional) replaces the config's `[tenants]` (`ConfigTenants`) with
         another lookup, such as the app's own table behind `CachedTenants`.
+        `sinks` get the breaker transitions (`emit`); those with `emit_usage` get the
+        usage records too (`DatabaseSink`, `GatewayMetrics`).
         """
+        sinks = list(sinks)
         providers = {
             name: build_provider(name, p.settings_for(environ), http_client=http_client)
             for name, p in config.providers.items()
@@ -214,10 +253,12 @@ class ResilientClient:
             registry=registry,
             retry=config.retry,
             rpm={name: p.rpm for name, p in config.providers.items()},
+            tpm={name: p.tpm for name, p in config.providers.items()},
             tracer_provider=tracer_provider,
             clock=clock,
             sleep=sleep,
             bulkheads=Bulkheads(config.bulkhead, clock=clock) if config.bulkhead else None,
+            usage_sinks=[s for s in sinks if isinstance(s, UsageSink)],
         )
 
     # -- the three calls ---------------------------------------------------------------------
@@ -230,7 +271,18 @@ class ResilientClient:
         def call(provider: Provider, target: Target, key: str | None) -> Awaitable[ChatResponse]:
             return provider.complete(request, model=target.model, api_key=key)
 
-        won = await self._walk(route, tenant, call, request, embed=False, hold=False)
+        won = await self._walk(
+            route,
+            tenant,
+            call,
+            request,
+            embed=False,
+            hold=False,
+            estimate=lambda: estimate_chat(request),
+            count=_normalised_count,
+        )
+        if self.usage is not None:
+            self._answered(won, normalised(won.value.usage), cached_known=False)
         return Result(won.value, won.target, won.attempts, won.outcomes)
 
     async def embed(
@@ -243,7 +295,18 @@ class ResilientClient:
         ) -> Awaitable[EmbeddingResponse]:
             return provider.embed(request, model=target.model, api_key=key)
 
-        won = await self._walk(route, tenant, call, request, embed=True, hold=False)
+        won = await self._walk(
+            route,
+            tenant,
+            call,
+            request,
+            embed=True,
+            hold=False,
+            estimate=lambda: estimate_embedding(request),
+            count=_normalised_count,
+        )
+        if self.usage is not None:
+            self._answered(won, normalised(won.value.usage), cached_known=False)
         return Result(won.value, won.target, won.attempts, won.outcomes)
 
     async def stream(
@@ -255,7 +318,19 @@ class ResilientClient:
         def call(provider: Provider, target: Target, key: str | None) -> Awaitable[Opened]:
             return first_of(provider.stream(request, model=target.model, api_key=key))
 
-        won = await self._walk(route, tenant, call, request, embed=False, hold=True)
+        won = await self._walk(
+            route,
+            tenant,
+            call,
+            request,
+            embed=False,
+            hold=True,
+            estimate=lambda: estimate_chat(request),
+        )
+        charge = won.walk.charge if won.walk is not None else None
+        if self.usage is not None or charge is not None:
+            settle = charge.settle_stream if charge is not None else None
+            return _stream_of(won, ChunkUsage(self.usage, self._open_call(won), settle))
         return _stream_of(won)
 
     # -- native calls: a body in a provider's own format --------------------------------------
@@ -287,7 +362,11 @@ class ResilientClient:
             embed=api == "openai.embeddings",
             hold=False,
             carry=plan.cannot_carry,
+            estimate=lambda: estimate_native(body),
+            count=lambda answer: from_native(api, answer.data),
         )
+        if self.usage is not None:
+            self._answered(won, from_native(api, won.value.data), cached_known=True)
         return Result(won.value, won.target, won.attempts, won.outcomes)
 
     async def stream_native(
@@ -310,7 +389,12 @@ class ResilientClient:
             embed=False,
             hold=True,
             carry=plan.cannot_carry,
+            estimate=lambda: estimate_native(body),
         )
+        charge = won.walk.charge if won.walk is not None else None
+        if self.usage is not None or charge is not None:
+            settle = charge.settle_stream if charge is not None else None
+            return _stream_of(won, FrameUsage(self.usage, self._open_call(won), api, settle))
         return _stream_of(won)
 
     # -- routing -----------------------------------------------------------------------------
@@ -397,6 +481,8 @@ class ResilientClient:
         embed: bool,
         hold: bool,
         carry: Carry | None = None,
+        estimate: Callable[[], int] | None = None,
+        count: Count | None = None,
     ) -> _Won[T]:
         if not self._started:
             await self.start()
@@ -407,17 +493,22 @@ class ResilientClient:
             policy = await self.policy_for(tenant)
         route = self.route_for(tenant, route_name, policy=policy)
         traced = self.tracing.tracer() is not None
+        now = self._clock()
         walk = _Walk(
             tenant=tenant,
             policy=policy,
             call=call,
             # `Deadline.after`, whose check `RetryPolicy` has made already
-            deadline=Deadline(self._clock() + self.retry.deadline_s, self._clock),
+            deadline=Deadline(now + self.retry.deadline_s, self._clock),
             hold=hold,
             embed=embed,
             operation="embeddings" if embed else "chat",
             traced=traced,
             carry=carry,
+            started=now,
+            route=route.name,
+            estimate=estimate,
+            count=count,
         )
         try:
             if traced:
@@ -425,9 +516,15 @@ class ResilientClient:
             return await self._walk_steps(route, walk)
         except ProviderError as exc:
             named = _named(exc, request) if request is not None else exc
+            if self.usage is not None:
+                self._failed(walk, named)
             if named is exc:
                 raise
             raise named from exc.__cause__
+        except BaseException as exc:
+            if self.usage is not None:
+                self._failed(walk, exc)
+            raise
 
     async def _traced_walk(self, route: Route, walk: _Walk[T]) -> _Won[T]:
         """`_walk_steps` in a span for the whole call."""
@@ -553,31 +650,45 @@ class ResilientClient:
         again: list[_Tally] = []
         retryable: ProviderError | None = None
         rated = self.rpm or walk.policy.rpm
+        metered = self.tpm or walk.policy.tpm
         attempt_at = self._traced_attempt if walk.traced else self._measured_attempt
         for tally in candidates:
             tally.reached = True
             target = tally.target
+            charge: TokenCharge | None = None
+            if metered:
+                admitted = await self._within_tpm(walk, target.provider)
+                if isinstance(admitted, TokenRefusal):
+                    tally.tpm_limited(admitted)
+                    continue
+                charge = admitted
             if (
                 rated
                 and self._rated(target.provider, walk.policy)
                 and not await self._within_rate(walk.tenant, target.provider, walk.policy)
             ):
+                if charge is not None:
+                    charge.refund()
                 tally.rate_limited(self._token_wait_s(target.provider, walk))
                 continue
             slot: Slot | None = None
             if self.bulkheads is not None:
                 got = await self._slot(walk, target.provider)
                 if isinstance(got, Refusal):
+                    if charge is not None:
+                        charge.refund()
                     gate = self.bulkheads.gate(target.provider)
                     tally.bulkhead_full(got, gate.hold_s)
                     continue
                 slot = got
             breaker = self.registry.get(walk.tenant, target.provider)
             tally.attempts += 1
+            walk.last = target
+            attempting = attempt_at(walk, target, breaker, tally.attempts)
+            if charge is not None:
+                attempting = self._charged(walk, charge, attempting)
             try:
-                value, permit = await self._in_slot(
-                    walk, slot, attempt_at(walk, target, breaker, tally.attempts)
-                )
+                value, permit = await self._in_slot(walk, slot, attempting)
             except CircuitOpenError as refused:
                 tally.refused(refused.retry_after_s)
                 continue
@@ -705,21 +816,33 @@ class ResilientClient:
             wait_s, policy=self.retry, deadline=walk.deadline, sleep=self._sleep
         ):
             return None
+        charge: TokenCharge | None = None
+        if self.tpm or walk.policy.tpm:
+            admitted = await self._within_tpm(walk, target.provider)
+            if isinstance(admitted, TokenRefusal):
+                return None
+            charge = admitted
         if self._rated(target.provider, walk.policy) and not await self._within_rate(
             walk.tenant, target.provider, walk.policy
         ):
+            if charge is not None:
+                charge.refund()
             return None
         slot: Slot | None = None
         if self.bulkheads is not None:  # the probe is a call like any other: it needs a slot
             got = await self._slot(walk, target.provider)
             if isinstance(got, Refusal):
+                if charge is not None:
+                    charge.refund()
                 return None
             slot = got
         number = outcome.attempts + 1
+        walk.last = target
+        attempting = self._attempt(walk, target, breaker, number)
+        if charge is not None:
+            attempting = self._charged(walk, charge, attempting)
         try:
-            value, permit = await self._in_slot(
-                walk, slot, self._attempt(walk, target, breaker, number)
-            )
+            value, permit = await self._in_slot(walk, slot, attempting)
         except (CircuitOpenError, DeadlineExceeded):
             return None
         except ProviderError as exc:
@@ -759,6 +882,45 @@ class ResilientClient:
         shared = wait((PROVIDER_WIDE, provider)) if self.rpm.get(provider) else 0.0
         return max(own, shared)
 
+    async def _within_tpm(
+        self, walk: _Walk[T], provider: ProviderName
+    ) -> TokenCharge | TokenRefusal | None:
+        """Take the call's estimate from the tenant's and the provider's tpm buckets, where
+        limits are set (None: no limit here). Refused: counted in `token_limit_skips`."""
+        own = walk.policy.tpm.get(provider)
+        shared = self.tpm.get(provider)
+        if not own and not shared:
+            return None
+        admitted = await take_tpm(
+            self.registry.store,
+            walk.tenant,
+            provider,
+            own=own,
+            shared=shared,
+            estimate=walk.tokens_estimate(),
+        )
+        if isinstance(admitted, TokenRefusal):
+            self.token_limit_skips[provider] = self.token_limit_skips.get(provider, 0) + 1
+        return admitted
+
+    @staticmethod
+    async def _charged(
+        walk: _Walk[T], charge: TokenCharge, attempting: Awaitable[tuple[T, Permit]]
+    ) -> tuple[T, Permit]:
+        """`attempting`, its tpm take settled when it ends: given back on any failure,
+        charged the answer's reported tokens; a stream's charge goes with the stream."""
+        try:
+            value, permit = await attempting
+        except BaseException:
+            charge.refund()
+            raise
+        if walk.hold:
+            walk.charge = charge
+        else:
+            count = walk.count
+            charge.settle(count(value) if count is not None else None, answered=True)
+        return value, permit
+
     # -- helpers -------------------------------------------------------------------------------
 
     def _won(
@@ -769,7 +931,57 @@ class ResilientClient:
         for outcome in walk.outcomes:
             attempts += outcome.attempts
         slot, walk.slot = walk.slot, None
-        return _Won(value, permit, breaker, target, attempts, tuple(walk.outcomes), slot)
+        return _Won(value, permit, breaker, target, attempts, tuple(walk.outcomes), slot, walk)
+
+    # -- usage -------------------------------------------------------------------------------
+
+    def _answered(self, won: _Won[Any], counts: TokenCounts | None, *, cached_known: bool) -> None:
+        """The record of a call answered whole (not a stream)."""
+        walk = won.walk
+        assert self.usage is not None and walk is not None
+        target = won.target
+        self.usage.emit(
+            walk.tenant,
+            walk.route,
+            target.provider,
+            target.model,
+            counts,
+            cached_known,
+            walk.started,
+            SUCCEEDED,
+            current_request_id(),
+            False,
+        )
+
+    def _open_call(self, won: _Won[Any]) -> OpenCall:
+        """What the record of a stream just opened will say of its call."""
+        walk = won.walk
+        assert walk is not None
+        return OpenCall(
+            walk.tenant,
+            walk.route,
+            won.target.provider,
+            won.target.model,
+            walk.started,
+            current_request_id(),
+        )
+
+    def _failed(self, walk: _Walk[Any], exc: BaseException) -> None:
+        """The record of a call no target answered: the last one tried, and why."""
+        assert self.usage is not None
+        last = walk.last
+        self.usage.emit(
+            walk.tenant,
+            walk.route,
+            last.provider if last is not None else None,
+            last.model if last is not None else None,
+            None,
+            False,
+            walk.started,
+            _failure_outcome(exc),
+            current_request_id(),
+            walk.hold,
+        )
 
     @staticmethod
     def _skip_reason(
@@ -806,7 +1018,9 @@ class ResilientClient:
                 raise ValueError(f"route {route.name!r}: unknown provider {target.provider!r}")
 
 
-_WAITED_OUT = frozenset({OutcomeStatus.RPM_LIMITED, OutcomeStatus.BULKHEAD_FULL})
+_WAITED_OUT = frozenset(
+    {OutcomeStatus.RPM_LIMITED, OutcomeStatus.TPM_LIMITED, OutcomeStatus.BULKHEAD_FULL}
+)
 """Skips that end on their own after a known wait, which `_soonest` counts."""
 
 
@@ -827,6 +1041,23 @@ class _Walk(Generic[T]):
     outcomes: list[TargetOutcome] = field(default_factory=list)
     slot: Slot | None = None
     """The bulkhead slot of the attempt that opened a held stream, for `_Won`."""
+    started: float = 0.0
+    """On the client's clock, for the usage record's latency."""
+    route: str = ""
+    last: Target | None = None
+    """The target of the latest attempt: a failed call's usage record names it."""
+    estimate: Callable[[], int] | None = None
+    """The call's tokens before it is sent (`resilience.usage.estimate`), for tpm."""
+    count: Count | None = None
+    charge: TokenCharge | None = None
+    """The tpm take of the attempt that opened a held stream, settled at its end."""
+    _estimated: int = -1
+
+    def tokens_estimate(self) -> int:
+        """`estimate()`, worked out once per call."""
+        if self._estimated < 0:
+            self._estimated = self.estimate() if self.estimate is not None else 1
+        return self._estimated
 
 
 @dataclass(slots=True)
@@ -841,7 +1072,8 @@ class _Tally:
     reached: bool = False
     """Whether a pass got to it (only those have an outcome; the rest ran out of time)."""
     reason: str = ""
-    """Why a bulkhead refused it (`Refusal`), as the outcome's message."""
+    """Why a bulkhead refused it (`Refusal`), or which tpm bucket did, as the outcome's
+    message."""
 
     def refused(self, retry_after_s: float | None) -> None:
         self.attempts -= 1  # nothing was called
@@ -852,6 +1084,12 @@ class _Tally:
         if self.error is None:
             self.status = OutcomeStatus.RPM_LIMITED
             self.retry_after_s = wait_s
+
+    def tpm_limited(self, refusal: TokenRefusal) -> None:
+        if self.error is None:
+            self.status = OutcomeStatus.TPM_LIMITED
+            self.reason = refusal.reason
+            self.retry_after_s = refusal.wait_s
 
     def bulkhead_full(self, refusal: Refusal, hold_s: float | None) -> None:
         if self.error is None:
@@ -887,6 +1125,7 @@ ItemT = TypeVar("ItemT")
 
 def _stream_of(
     won: _Won[tuple[AsyncGenerator[ItemT, None], ItemT | None]],
+    usage: StreamUsage | None = None,
 ) -> ResilientStream[ItemT]:
     """The stream a walk opened, holding its permit and bulkhead slot until it ends."""
     upstream, first = won.value
@@ -899,7 +1138,23 @@ def _stream_of(
         attempts=won.attempts,
         outcomes=won.outcomes,
         slot=won.slot,
+        usage=usage,
     )
+
+
+def _normalised_count(answer: ChatResponse | EmbeddingResponse) -> TokenCounts | None:
+    return normalised(answer.usage)
+
+
+def _failure_outcome(exc: BaseException) -> str:
+    """A failed call's usage `outcome`: the error's kind, `all_targets_failed`, or
+    `abandoned` when the caller went away."""
+    if isinstance(exc, AllTargetsFailed):
+        return "all_targets_failed"
+    if isinstance(exc, asyncio.CancelledError):
+        return ABANDONED
+    kind = getattr(exc, "kind", None)
+    return str(kind) if kind is not None else type(exc).__name__
 
 
 class _StepFailed(Exception):

@@ -8,7 +8,9 @@ raised to the consumer as a `ProviderError`; a stream that ends without its end
 marker raises too, never a silent stop. Closing or cancelling the stream closes
 the upstream response at once and is neutral for the breaker. The breaker
 permit (a half-open probe's included) is held until the stream ends, and so is the
-bulkhead slot, when the client has bulkheads.
+bulkhead slot, when the client has bulkheads. With usage sinks, every item passes
+through the stream's `StreamUsage`, whose record is made at that same end (the end
+marker, a failure, or the caller closing it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from resilience.client.attempt import failure
 from resilience.client.outcomes import TargetOutcome
 from resilience.routing.bulkhead import Slot, slot_outcome
 from resilience.routing.routes import Target
+from resilience.usage.meter import ABANDONED, StreamUsage
+from resilience.usage.record import SUCCEEDED
 
 ItemT = TypeVar("ItemT")
 
@@ -58,8 +62,10 @@ class ResilientStream(Generic[ItemT]):
         attempts: int,
         outcomes: tuple[TargetOutcome, ...],
         slot: Slot | None = None,
+        usage: StreamUsage | None = None,
     ) -> None:
         self._upstream = upstream
+        self._usage = usage
         self._slot = slot
         self._first = first
         self._permit = permit
@@ -76,16 +82,20 @@ class ResilientStream(Generic[ItemT]):
     async def __anext__(self) -> ItemT:
         if self._first is not None:
             chunk, self._first = self._first, None
+            if self._usage is not None:
+                self._usage.feed(chunk)
             return chunk
         if self._done:
             raise StopAsyncIteration
         try:
-            return await self._upstream.__anext__()
+            item = await self._upstream.__anext__()
         except StopAsyncIteration:
             self._done = True
             self._breaker.record_success(self._permit)
             if self._slot is not None:
                 self._slot.release("success")
+            if self._usage is not None:
+                self._usage.end(SUCCEEDED)
             raise
         except asyncio.CancelledError:
             await self._abandon()
@@ -97,7 +107,12 @@ class ResilientStream(Generic[ItemT]):
             )
             if self._slot is not None:
                 self._slot.release(slot_outcome(error.kind))
+            if self._usage is not None:
+                self._usage.end(str(error.kind))
             raise error from exc
+        if self._usage is not None:
+            self._usage.feed(item)
+        return item
 
     async def aclose(self) -> None:
         """Stop early: close the upstream response; the breaker hears nothing."""
@@ -110,6 +125,8 @@ class ResilientStream(Generic[ItemT]):
         self._breaker.release(self._permit)
         if self._slot is not None:
             self._slot.release("neutral")
+        if self._usage is not None:
+            self._usage.end(ABANDONED)
         await self._upstream.aclose()
 
     async def __aenter__(self) -> ResilientStream[ItemT]:

@@ -18,6 +18,7 @@ from resilience.config.checks import (
     rpm,
     sha256_hex,
     table,
+    tpm,
 )
 from resilience.config.schema import (
     AdminToken,
@@ -66,19 +67,23 @@ def parse_tenant(
                 )
     keys: dict[str, str] = {}
     limits: dict[str, float] = {}
+    token_limits: dict[str, float] = {}
     caps: dict[str, int] = {}
     for provider, settings in table(data, "providers", f"{path}.providers").items():
         where = f"{path}.providers.{provider}"
         if provider not in providers:
             raise ConfigError(where, f"unknown provider {provider!r}")
         settings = as_table(settings, where)
-        only(settings, where, {"api_key_env", "rpm", "max_concurrent"})
+        only(settings, where, {"api_key_env", "rpm", "tpm", "max_concurrent"})
         env = env_reference(settings.get("api_key_env"), f"{where}.api_key_env", environ)
         if env is not None:
             keys[provider] = env
         limit = rpm(settings.get("rpm", 0), f"{where}.rpm")
         if limit:
             limits[provider] = limit
+        tokens = tpm(settings.get("tpm", 0), f"{where}.tpm")
+        if tokens:
+            token_limits[provider] = tokens
         if "max_concurrent" in settings:
             cap = number(settings["max_concurrent"], f"{where}.max_concurrent", integer=True)
             if cap < 1:
@@ -91,6 +96,7 @@ def parse_tenant(
         routes=routes,
         provider_keys=keys,
         rpm=limits,
+        tpm=token_limits,
         max_concurrent=caps,
     )
 

@@ -140,6 +140,11 @@ def rpm(value: Any, path: str) -> float:
     return float(limit)
 
 
+def tpm(value: Any, path: str) -> float:
+    """A tokens-per-minute limit: a number >= 0, where 0 means unlimited."""
+    return rpm(value, path)
+
+
 def parse_route(name: str, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> Route:
     """`{targets = [...]}` or the bare list. Each step is `"provider:model"` of a known
     provider, or a group table `{ group = [...], strategy = "...", weights = [...] }`.

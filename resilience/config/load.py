@@ -35,6 +35,7 @@ from typing import Any, TypeVar, cast
 from resilience.audit.database import async_database_url
 from resilience.breaker.policy import BreakerPolicy
 from resilience.config.access import check_key_hashes, parse_admin_token, parse_tenant, warnings_for
+from resilience.config.alerts import parse_alerts
 from resilience.config.checks import (
     HTTP_TOKEN,
     NAME,
@@ -50,6 +51,7 @@ from resilience.config.checks import (
     sha256_hex,
     string,
     table,
+    tpm,
 )
 from resilience.config.schema import (
     DEFAULT_MAX_BODY_BYTES,
@@ -66,11 +68,21 @@ from resilience.routing.bulkhead import BulkheadPolicy
 from resilience.routing.routes import Group
 
 _SECTIONS = frozenset(
-    {"server", "breaker", "retry", "bulkhead", "providers", "routes", "tenants", "admin"}
+    {
+        "server",
+        "breaker",
+        "retry",
+        "bulkhead",
+        "providers",
+        "routes",
+        "tenants",
+        "admin",
+        "alerts",
+    }
 )
 _SETTINGS_KEYS = frozenset(f.name for f in fields(ProviderSettings)) - {"api_key"}
 """`[providers.NAME]` keys that are `ProviderSettings` fields: the key is never in the file."""
-_PROVIDER_KEYS = _SETTINGS_KEYS | {"api_key_env", "breaker", "rpm"}
+_PROVIDER_KEYS = _SETTINGS_KEYS | {"api_key_env", "breaker", "rpm", "tpm"}
 
 P = TypeVar("P", BreakerPolicy, RetryPolicy, BulkheadPolicy)
 
@@ -181,6 +193,7 @@ def _config(data: Mapping[str, Any], environ: Mapping[str, str], source: str) ->
         routes=routes,
         tenants=tenants,
         admin_tokens=tokens,
+        alerts=parse_alerts(table(data, "alerts", "alerts"), environ),
         database_url=async_database_url(raw_database_url),
         raw_database_url=raw_database_url,
         redis_url=environ.get("REDIS_URL") or None,
@@ -277,6 +290,7 @@ def _provider(
         api_key_env=env_reference(data.get("api_key_env"), f"{path}.api_key_env", environ),
         breaker=_policy(BreakerPolicy, overrides, f"{path}.breaker", breaker),
         rpm=rpm(data.get("rpm", 0), f"{path}.rpm"),
+        tpm=tpm(data.get("tpm", 0), f"{path}.tpm"),
     )
 
 

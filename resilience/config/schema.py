@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from resilience.audit.alert_payloads import ALL_KINDS, AlertKind, Webhook, WebhookFormat
+from resilience.audit.alerts import AlertSink
 from resilience.breaker.policy import BreakerPolicy
 from resilience.errors import ResilienceError
 from resilience.providers.settings import ProviderSettings
@@ -76,6 +78,9 @@ class ProviderConfig:
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     rpm: float = 0.0
     """Requests per minute this provider (this key) accepts, over all tenants; 0: unlimited."""
+    tpm: float = 0.0
+    """Tokens per minute (input and output) this provider (this key) accepts, over all
+    tenants; 0: unlimited."""
 
     def __post_init__(self) -> None:
         if self.settings.api_key is not None:
@@ -103,8 +108,54 @@ class TenantConfig:
     """Provider name -> the NAME of the variable holding this tenant's own key."""
     rpm: Mapping[ProviderName, float] = field(default_factory=dict)
     """Provider name -> requests per minute this tenant may send there (absent: unlimited)."""
+    tpm: Mapping[ProviderName, float] = field(default_factory=dict)
+    """Provider name -> tokens per minute this tenant may use there (absent: unlimited)."""
     max_concurrent: Mapping[ProviderName, int] = field(default_factory=dict)
     """Provider name -> calls this tenant may have there at once (absent: `[bulkhead]`'s)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookConfig:
+    """`[alerts.webhooks.NAME]`: a receiver of breaker alerts (`resilience.audit.alerts`).
+    The URL (a Slack one is a credential) stays out of the repr; the signing secret is
+    only named (`secret_env`) and read when the sink is built."""
+
+    name: str
+    url: str | None = field(default=None, repr=False)
+    url_env: str | None = None
+    """The NAME of a variable holding the URL, instead of `url`."""
+    format: WebhookFormat = "json"
+    secret_env: str | None = None
+    """The NAME of the variable holding the HMAC secret (json webhooks)."""
+    events: frozenset[AlertKind] = ALL_KINDS
+
+    def webhook(self, environ: Mapping[str, str]) -> Webhook:
+        """The sink's `Webhook`, with the URL and secret read from `environ` now."""
+        url = self.url if self.url is not None else environ.get(self.url_env or "", "")
+        secret = environ.get(self.secret_env) if self.secret_env else None
+        return Webhook(
+            name=self.name,
+            url=url,
+            format=self.format,
+            secret=secret.encode() if secret else None,
+            events=self.events,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertsConfig:
+    """`[alerts]`: the webhooks, and the window within which a breaker's repeated alert
+    of one kind is suppressed."""
+
+    webhooks: Mapping[str, WebhookConfig] = field(default_factory=dict)
+    dedupe_s: float = 60.0
+
+    def sinks(self, environ: Mapping[str, str]) -> list[AlertSink]:
+        """One `AlertSink` per webhook (not started), for a client's or registry's `sinks`."""
+        return [
+            AlertSink(webhook.webhook(environ), dedupe_s=self.dedupe_s)
+            for webhook in self.webhooks.values()
+        ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +180,8 @@ class Config:
     routes: Mapping[str, Route]
     tenants: Mapping[TenantId, TenantConfig]
     admin_tokens: Mapping[str, AdminToken]
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    """`[alerts]`: breaker alerts to webhooks; none by default."""
     database_url: str | None = field(default=None, repr=False)
     """`DATABASE_URL` for SQLAlchemy's async engine (`postgresql://` -> asyncpg, ...)."""
     raw_database_url: str | None = field(default=None, repr=False)

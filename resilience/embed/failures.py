@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 
 from resilience.client.outcomes import OutcomeStatus, TargetOutcome
 from resilience.client.resilient import ResilientClient, TenantPolicy
+from resilience.client.tpm import TENANT_LIMIT
 from resilience.errors import (
     AllTargetsFailed,
     CircuitOpenError,
@@ -201,11 +202,11 @@ def _invalid(message: str, param: str | None) -> Failure:
 
 
 def own_rate_limit(client: ResilientClient, exc: AllTargetsFailed) -> Failure | None:
-    """429 when the tenant's own `rpm` is the only reason nothing was tried, else None.
+    """429 when the tenant's own `rpm` or `tpm` is the only reason nothing was tried, else None.
 
-    Only then: every target skipped by an rpm bucket (or one that never fits, such as a
-    cloud target for a `local_only` tenant), each of them a provider the tenant has its
-    own limit for, and none of them also held back by the provider's limit over all
+    Only then: every target skipped by an rpm or tpm bucket (or one that never fits, such
+    as a cloud target for a `local_only` tenant), each of them a provider the tenant has
+    its own limit for, and none of them also held back by the provider's limit over all
     tenants (that is the gateway's capacity, not the tenant's share: 503 as any outage).
     """
     tenant = exc.tenant
@@ -217,10 +218,17 @@ def own_rate_limit(client: ResilientClient, exc: AllTargetsFailed) -> Failure | 
     waits = [o.retry_after_s for o in limited if o.retry_after_s]
     providers = sorted({o.target.provider for o in limited})
     policy = client.tenants.get(tenant) or TenantPolicy()
-    limits = ", ".join(f"{p}: {policy.rpm[p]:g} requests per minute" for p in providers)
+    tokens = {o.target.provider for o in limited if o.status is OutcomeStatus.TPM_LIMITED}
+    limits = ", ".join(
+        f"{p}: {policy.tpm[p]:g} tokens per minute"
+        if p in tokens
+        else f"{p}: {policy.rpm[p]:g} requests per minute"
+        for p in providers
+    )
+    what = "token rate" if tokens == set(providers) else "request rate" if not tokens else "rates"
     return Failure(
         status=429,
-        message=f"tenant {tenant!r} is over its own request rate ({limits}); "
+        message=f"tenant {tenant!r} is over its own {what} ({limits}); "
         "retry after the Retry-After seconds",
         type_="rate_limit_error",
         code="rate_limit_exceeded",
@@ -255,21 +263,28 @@ def own_concurrency_limit(exc: AllTargetsFailed) -> Failure | None:
 def _own_limited(
     client: ResilientClient, tenant: TenantId, outcomes: Sequence[TargetOutcome]
 ) -> list[TargetOutcome]:
-    limited = [o for o in outcomes if o.status is OutcomeStatus.RPM_LIMITED]
+    limited = [o for o in outcomes if o.status in _OWN_LIMITS]
     if not limited or any(
-        o.status is not OutcomeStatus.RPM_LIMITED and o.status not in _STATIC_SKIPS
-        for o in outcomes
+        o.status not in _OWN_LIMITS and o.status not in _STATIC_SKIPS for o in outcomes
     ):
         return []
     policy = client.tenants.get(tenant) or TenantPolicy()
     wait = client.registry.store.token_wait_s
     for outcome in limited:
         provider = outcome.target.provider
+        if outcome.status is OutcomeStatus.TPM_LIMITED:
+            # the client names the bucket that refused: the tenant's own, or the provider's
+            if outcome.message != TENANT_LIMIT or not policy.tpm.get(provider):
+                return []
+            continue
         if not policy.rpm.get(provider):
             return []
         if client.rpm.get(provider) and wait((PROVIDER_WIDE, provider)) > 0:
             return []
     return limited
+
+
+_OWN_LIMITS = frozenset({OutcomeStatus.RPM_LIMITED, OutcomeStatus.TPM_LIMITED})
 
 
 def retry_after_header(seconds: float) -> int:

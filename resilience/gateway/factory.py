@@ -2,9 +2,10 @@
 
 The lifespan builds the `ResilientClient` from the config, brings the audit
 database to the latest schema (embedded SQLite by default), starts the
-database sink, restores what the audit trail says a restart must not lose
-(`resilience.audit.restore`), and flushes the sink on shutdown. While it serves, SIGHUP
-re-reads the config file (`resilience.gateway.reload`): tenants, routes, admin tokens.
+database sink and the `[alerts]` webhooks' sinks (`resilience.audit.alerts`), restores
+what the audit trail says a restart must not lose (`resilience.audit.restore`), and
+flushes the sinks on shutdown. While it serves, SIGHUP re-reads the config file
+(`resilience.gateway.reload`): tenants, routes, admin tokens.
 `TenantMiddleware` and the admin API (`resilience.embed.admin_app`, at `/admin`) are
 mounted as any application would mount them; `/admin/`, `/healthz`, `/readyz` are exempt
 from the middleware (admin calls carry their own tokens).
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from resilience.audit.alerts import AlertSink
 from resilience.audit.database import create_engine, migrate
 from resilience.audit.restore import restore_breakers
 from resilience.audit.sink import DatabaseSink
@@ -60,6 +62,8 @@ class Gateway:
         self._engine: AsyncEngine | None = None
         self.sink: DatabaseSink | None = None
         self.metrics: GatewayMetrics | None = None
+        self.alerts: list[AlertSink] = []
+        """`[alerts]`: one sink per webhook, started by the lifespan."""
         self.tenants = ConfigTenants(settings.config, environ=settings.environ)
         """The config's tenants: the resolver's keys and the client's policies, which a
         reload (`resilience.gateway.reload`) replaces in one step."""
@@ -83,13 +87,23 @@ class Gateway:
         if settings.migrate_on_start:
             await migrate(settings.database_url)
         self._engine = create_engine(settings.database_url)
-        self.sink = DatabaseSink(self._engine, spool_path=settings.spool_path)
+        self.sink = DatabaseSink(
+            self._engine,
+            spool_path=settings.spool_path,
+            journal_path=settings.journal_path,
+            journal=settings.journal,
+            journal_fsync=settings.journal_fsync,
+        )
         await self.sink.start()
         sinks: list[AuditSink] = [self.sink]
         if self.metrics is not None:
             sinks.append(self.metrics)
         # a reload's config when the lifespan runs again (the tenants hold it already)
         config = self.reloader.config if self.reloader is not None else settings.config
+        self.alerts = config.alerts.sinks(settings.environ)  # `[alerts]`: breaker webhooks
+        for alert_sink in self.alerts:
+            await alert_sink.start()
+        sinks.extend(self.alerts)
         self._client = ResilientClient.from_config(
             config,
             environ=settings.environ,
@@ -108,6 +122,8 @@ class Gateway:
         finally:
             uninstall()
             await self._client.aclose()  # first: verdicts still in flight may emit events
+            for alert_sink in self.alerts:
+                await alert_sink.aclose()
             await self.sink.aclose()
             stats = self.sink.stats
             logger.info(

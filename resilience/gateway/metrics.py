@@ -50,6 +50,7 @@ from resilience.client.resilient import ResilientClient
 from resilience.gateway.metrics_workers import WorkerMetrics, shared_directory
 from resilience.routing.health import utf8_safe
 from resilience.tenancy.resolvers import DigestMatcher
+from resilience.usage.record import UsageRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OTHER_TENANTS = "_other"
@@ -108,6 +109,13 @@ class GatewayMetrics:
             ["provider", "to_state", "reason"],
             registry=self.registry,
         )
+        self.tokens = Counter(
+            "resilience_tokens",
+            "Tokens the providers reported, by tenant, provider and kind (input, output, "
+            "cached: the part of input read from the prompt cache).",
+            ["tenant", "provider", "kind"],
+            registry=self.registry,
+        )
         live = _Live(client, sink)
         self.registry.register(live)
         directory = shared_directory()
@@ -146,6 +154,17 @@ class GatewayMetrics:
     def emit(self, event: BreakerTransition) -> None:
         """An `AuditSink`: counts transitions."""
         self.transitions.labels(event.provider, str(event.to_state), str(event.reason)).inc()
+
+    def emit_usage(self, record: UsageRecord) -> None:
+        """A `UsageSink`: counts the tokens a call reported (unknown counts add nothing)."""
+        provider = record.provider or ""
+        tenant = self.tenant(record.tenant_id)
+        if record.input_tokens:
+            self.tokens.labels(tenant, provider, "input").inc(record.input_tokens)
+        if record.output_tokens:
+            self.tokens.labels(tenant, provider, "output").inc(record.output_tokens)
+        if record.cached_tokens:
+            self.tokens.labels(tenant, provider, "cached").inc(record.cached_tokens)
 
     async def endpoint(self, request: Request) -> Response:
         if self._token is not None and not self._authorized(request):

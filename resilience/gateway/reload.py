@@ -11,7 +11,7 @@ and the previous config keeps serving.
 What a reload changes: tenants (gateway keys and policies), routes, admin tokens. They are
 swapped in one step of the event loop, with no await between the swaps: a request sees the
 old set or the new one, never a mix. What needs a restart (`server`, `providers`,
-`breaker`, `retry`, `bulkhead`; the environment is read at start only) is logged as
+`breaker`, `retry`, `bulkhead`, `alerts`; the environment is read at start only) is logged as
 "needs a restart" and left as it was; later reloads keep saying so until the process is
 restarted.
 
@@ -41,7 +41,7 @@ from resilience.tenancy.directory import ConfigTenants
 
 logger = logging.getLogger("resilience.gateway")
 
-RESTART_SECTIONS = ("server", "breaker", "retry", "bulkhead")
+RESTART_SECTIONS = ("server", "breaker", "retry", "bulkhead", "alerts")
 """Sections whose change needs a restart, besides `providers` (reported per provider)."""
 
 
@@ -101,7 +101,9 @@ def _check_providers(config: Config, running: Collection[str]) -> None:
         path = f"tenants.{tenant_id}"
         for name, route in tenant.routes.items():
             check(f"{path}.routes.{name}", (t.provider for t in route.iter_targets()))
-        for provider in sorted({*tenant.provider_keys, *tenant.rpm, *tenant.max_concurrent}):
+        for provider in sorted(
+            {*tenant.provider_keys, *tenant.rpm, *tenant.tpm, *tenant.max_concurrent}
+        ):
             check(f"{path}.providers.{provider}", iter((provider,)))
 
 

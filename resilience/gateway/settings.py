@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resilience.audit.database import database_url, default_sqlite_path
+from resilience.audit.journal import FsyncPolicy, fsync_policy
 from resilience.config.load import load_config
 from resilience.config.schema import Config
 from resilience.gateway.body_timeout import DEFAULT_BODY_READ_TIMEOUT_S
@@ -21,6 +22,14 @@ class Settings:
     config: Config
     database_url: str
     spool_path: Path
+    journal_path: Path | None = None
+    """The audit journal's folder (`resilience.audit.journal`): every breaker event and
+    usage record is on disk there before the call returns, so `kill -9` loses none.
+    None: `<spool_path>.journal`, beside the spool."""
+    journal: bool = True
+    """False: no journal (rows in memory are lost if the process is killed)."""
+    journal_fsync: FsyncPolicy = "batch"
+    """What survives a machine crash, and its cost: "never", "batch" or "always"."""
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
     max_body_bytes: int | None = None
     """The largest request body read (413 past it); None: the config's
@@ -47,11 +56,15 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """`RESILIENCE_CONFIG` for the config, `DATABASE_URL` (else embedded SQLite) for audit."""
+        """`RESILIENCE_CONFIG` for the config, `DATABASE_URL` (else embedded SQLite) for audit;
+        `RESILIENCE_SPOOL` (the spool file), `RESILIENCE_JOURNAL` (the journal's folder, or
+        `off`) and `RESILIENCE_JOURNAL_FSYNC` (`never`, `batch`, `always`) for the trail."""
         config = load_config(environ=environ)
         spool = environ.get("RESILIENCE_SPOOL") or str(
             default_sqlite_path(environ).with_name("audit-spool.jsonl")
         )
+        journal = environ.get("RESILIENCE_JOURNAL") or None
+        fsync = environ.get("RESILIENCE_JOURNAL_FSYNC") or "batch"
         timeout = environ.get("RESILIENCE_BODY_READ_TIMEOUT_S")
         return cls(
             config=config,
@@ -60,6 +73,9 @@ class Settings:
             else DEFAULT_BODY_READ_TIMEOUT_S,
             database_url=database_url(environ=environ),
             spool_path=Path(spool),
+            journal_path=Path(journal) if journal and journal != "off" else None,
+            journal=journal != "off",
+            journal_fsync=fsync_policy(fsync),
             environ=dict(environ),
             freeze_gc_on_start=True,
         )

@@ -291,6 +291,7 @@ def _tables(config: Config, environ: Mapping[str, str]) -> _Tables:
             routes=t.routes,
             api_keys={p: environ[env] for p, env in t.provider_keys.items() if env in environ},
             rpm=t.rpm,
+            tpm=t.tpm,
             max_concurrent=t.max_concurrent,
         )
         for tenant_id, t in config.tenants.items()

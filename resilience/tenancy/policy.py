@@ -18,14 +18,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TenantPolicy:
-    """What one tenant may use: its own routes, its own provider keys and request rates,
-    cloud or not."""
+    """What one tenant may use: its own routes, its own provider keys, request and token
+    rates, cloud or not."""
 
     local_only: bool = False
     routes: Mapping[str, Route] = field(default_factory=dict)
     api_keys: Mapping[ProviderName, str] = field(default_factory=dict)
     rpm: Mapping[ProviderName, float] = field(default_factory=dict)
     """Requests per minute this tenant may send to a provider (0 or absent: unlimited)."""
+    tpm: Mapping[ProviderName, float] = field(default_factory=dict)
+    """Tokens per minute (input and output) this tenant may use at a provider (0 or
+    absent: unlimited)."""
     max_concurrent: Mapping[ProviderName, int] = field(default_factory=dict)
     """Calls this tenant may have at a provider at once, in flight and waiting, instead of
     the bulkheads' default (`BulkheadPolicy.max_concurrent_per_tenant`)."""
@@ -35,7 +38,7 @@ class TenantPolicy:
         routes = sorted(self.routes)
         return (
             f"TenantPolicy(local_only={self.local_only}, routes={routes}, "
-            f"api_keys_for={keys}, rpm={dict(self.rpm)}, "
+            f"api_keys_for={keys}, rpm={dict(self.rpm)}, tpm={dict(self.tpm)}, "
             f"max_concurrent={dict(self.max_concurrent)})"
         )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from resilience.audit import sink as sink_module
@@ -152,12 +152,14 @@ async def test_a_replay_paused_by_an_outage_keeps_only_the_rows_it_did_not_write
     write = sink._write
     down = False
 
-    async def first_batch_then_outage(params: list[dict[str, Any]]) -> None:
+    async def first_batch_then_outage(
+        params: list[dict[str, Any]], *, table: Table = breaker_events
+    ) -> None:
         nonlocal down
         if down:
             raise ConnectionRefusedError(111, "the database went away")
         down = True
-        await write(params)
+        await write(params, table=table)
 
     sink._write = first_batch_then_outage  # type: ignore[method-assign]
     await sink.start()

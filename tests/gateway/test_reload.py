@@ -180,7 +180,10 @@ async def test_sections_that_need_a_restart_are_logged_and_left_as_they_were(
         client = gw.gateway.client
         providers, policy = dict(client.providers), client.registry.policy_for("primary")
         text = config_text(gw.upstream, tenants=("acme", "initech")).replace(
-            "[retry]\n", "[breaker]\nfailure_threshold = 9\n\n[retry]\n"
+            "[retry]\n",
+            "[breaker]\nfailure_threshold = 9\n\n"
+            '[alerts.webhooks.ops]\nurl = "http://127.0.0.1:9/hook"\nformat = "slack"\n\n'
+            "[retry]\n",
         )
         text = text.replace(
             "[providers.primary]\n",
@@ -191,13 +194,18 @@ async def test_sections_that_need_a_restart_are_logged_and_left_as_they_were(
         done = await gw.reloader.reload_and_log()
 
         assert done is not None
-        assert done.needs_restart == ("breaker", "providers.primary", "providers.spare")
+        assert done.needs_restart == (
+            "breaker",
+            "alerts",
+            "providers.primary",
+            "providers.spare",
+        )
         assert done.applied == ("tenants",)
         assert client.providers == providers
         assert client.registry.policy_for("primary") == policy
         assert done.config.providers == gw.gateway.settings.config.providers  # as started
         assert await gw.status("initech") == 200  # what may change did
-        for section in ("breaker", "providers.primary", "providers.spare"):
+        for section in done.needs_restart:
             assert f"config reload: {section} changed in the file; needs a restart" in caplog.text
 
         again = await gw.reloader.reload()  # still differs from what runs: still said

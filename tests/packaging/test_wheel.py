@@ -35,7 +35,7 @@ from resilience.tenancy.resolvers import hash_key
 from tests.support.servers import PG, _admin
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAD = "0001"
+HEAD = "0002"
 """The newest migration's revision: what `resilience migrate` must leave behind."""
 SKIP_IN_COPY = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"

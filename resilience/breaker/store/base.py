@@ -43,6 +43,20 @@ class BreakerStore(Protocol):
         (one round trip to Redis); the client uses this one."""
         ...
 
+    async def atake_tpm(self, key: BreakerKey, tpm: float, n: float) -> bool:
+        """Take `n` tokens (a call's estimate) from `key`'s tokens-per-minute bucket, shared
+        where the store is shared; False when it does not hold that much."""
+        ...
+
+    def charge_tpm(self, key: BreakerKey, tpm: float, n: float) -> None:
+        """Settle an attempt: `n` more tokens from `key`'s tpm bucket, or given back when
+        negative; never waits (a shared store sends it from a task)."""
+        ...
+
+    def tpm_wait_s(self, key: BreakerKey, n: float) -> float:
+        """Seconds until `key`'s tpm bucket holds `n` again."""
+        ...
+
     async def start(self) -> None:
         """Connect to shared state, if any; the client calls it before its first request."""
         ...

@@ -24,7 +24,7 @@ from resilience.breaker.machine import CircuitBreaker
 from resilience.breaker.policy import BreakerPolicy
 from resilience.errors import ErrorKind
 from resilience.idle import IdleMap
-from resilience.routing.ratelimit import RateLimits
+from resilience.routing.ratelimit import WINDOW_S, RateLimits
 from resilience.types import PROVIDER_WIDE, BreakerKey, Clock, ProviderName, TenantId
 
 Emit = Callable[[BreakerTransition], None]
@@ -60,7 +60,10 @@ class MemoryStore:
         self._trips: dict[ProviderName, dict[TenantId, float]] = {}
         self._limits = RateLimits(clock=clock)
         self.take_token = self._limits.take
-        self.token_wait_s = self._limits.wait_s
+        self.token_wait_s: Callable[[BreakerKey], float] = self._limits.wait_s
+        self._tpm = RateLimits(clock=clock, idle_s=2 * WINDOW_S)
+        self.charge_tpm: Callable[[BreakerKey, float, float], None] = self._tpm.charge
+        self.tpm_wait_s: Callable[[BreakerKey, float], float] = self._tpm.wait_s
 
     def get(self, tenant: TenantId, provider: ProviderName) -> CircuitBreaker:
         breaker = self._idle.current.get((tenant, provider))
@@ -91,6 +94,9 @@ class MemoryStore:
 
     async def atake_token(self, key: BreakerKey, rpm: float) -> bool:
         return self._limits.take(key, rpm)
+
+    async def atake_tpm(self, key: BreakerKey, tpm: float, n: float) -> bool:
+        return self._tpm.take(key, tpm, n)
 
     async def start(self) -> None:
         """Start the background sweep, so idle breakers go while no request comes."""

@@ -179,6 +179,9 @@ class RedisStore(MemoryStore):
         self._token_waits: dict[BreakerKey, tuple[float, float]] = {}
         """Per bucket: the wait Redis last reported, and when (this process's clock)."""
         self.token_wait_s = self._shared_token_wait_s
+        self._tpm_waits: dict[BreakerKey, tuple[float, float]] = {}
+        self.tpm_wait_s = self._shared_tpm_wait_s
+        self.charge_tpm = self._shared_charge_tpm
         self._channel = f"{prefix}:changes"
         self._ttl = repr(idle_ttl_s)
         self._sync_interval_s = sync_interval_s
@@ -334,6 +337,51 @@ class RedisStore(MemoryStore):
         if len(self._token_waits) > 10_000:  # a wait is only read right after its take
             self._token_waits = {key: self._token_waits[key]}
         return bool(taken)
+
+    async def atake_tpm(self, key: BreakerKey, tpm: float, n: float) -> bool:
+        """`n` tokens from the tpm bucket all processes share; this process's own while
+        Redis is away."""
+        if tpm <= 0:
+            return True
+        if not self.online:
+            return self._tpm.take(key, tpm, n)
+        try:
+            taken, wait = await self._tpm_call(key, tpm, n, "take")
+        except (OSError, _redis_errors()) as exc:
+            self._lost(exc)
+            return self._tpm.take(key, tpm, n)
+        self._tpm_waits[key] = (float(wait), self._clock())
+        if len(self._tpm_waits) > 10_000:  # a wait is only read right after its take
+            self._tpm_waits = {key: self._tpm_waits[key]}
+        return bool(taken)
+
+    def _shared_charge_tpm(self, key: BreakerKey, tpm: float, n: float) -> None:
+        if tpm <= 0 or not n:
+            return
+        if not self.online:
+            self._tpm.charge(key, tpm, n)
+            return
+        self.spawn(self._charge_tpm(key, tpm, n))
+
+    async def _charge_tpm(self, key: BreakerKey, tpm: float, n: float) -> None:
+        try:
+            await self._tpm_call(key, tpm, n, "charge")
+        except (OSError, _redis_errors()) as exc:
+            self._lost(exc)
+            self._tpm.charge(key, tpm, n)
+
+    def _tpm_call(self, key: BreakerKey, tpm: float, n: float, mode: str) -> Any:
+        tenant, provider = key
+        return self._tokens(
+            keys=[f"{self.prefix}:tpm:{provider}:{tenant}"],
+            args=[repr(float(tpm)), self._script_now(), repr(float(n)), mode],
+        )
+
+    def _shared_tpm_wait_s(self, key: BreakerKey, n: float) -> float:
+        if not self.online:
+            return self._tpm.wait_s(key, n)
+        wait, at = self._tpm_waits.get(key, (0.0, 0.0))
+        return max(0.0, wait - (self._clock() - at))
 
     def _shared_token_wait_s(self, key: BreakerKey) -> float:
         if not self.online:

@@ -1,0 +1,1 @@
+"""What calls cost in tokens: counted from what each provider reports."""
