@@ -192,26 +192,16 @@ class DatabaseSink:
         """Journal and queue one transition (rows are built by the writer); never awaits,
         never raises."""
         self.stats.received += 1
-        try:
-            task = self._task
-            if task is None or self._closing or task.done():
-                self._spool_now(event)
-                return
-            journal = self.journal
-            segment = -1
-            if journal is not None:
-                try:
-                    segment = journal.append(event_line(event))
-                except Exception:  # JSON cannot hold it: the writer quarantines it
-                    segment = -1
-                self._journaled(segment)
-            self._queue_row(_Pending(event, segment))
-        except Exception:  # the audit trail must never break a request
-            logger.exception("audit: could not queue event %s", getattr(event, "id", "?"))
+        self._take(event, event_line)
 
     def emit_usage(self, record: UsageRecord) -> None:
         """Journal and queue one finished call's usage; never awaits, never raises."""
         self.stats.usage_received += 1
+        self._take(record, usage_line)
+
+    def _take(self, record: Any, line_of: Callable[[Any], bytes]) -> None:
+        """`record`'s journal line written (`line_of` encodes it), then the record queued
+        for the writer; spooled at once when no writer runs."""
         try:
             task = self._task
             if task is None or self._closing or task.done():
@@ -221,13 +211,13 @@ class DatabaseSink:
             segment = -1
             if journal is not None:
                 try:
-                    segment = journal.append(usage_line(record))
+                    segment = journal.append(line_of(record))
                 except Exception:  # JSON cannot hold it: the writer quarantines it
                     segment = -1
                 self._journaled(segment)
             self._queue_row(_Pending(record, segment))
-        except Exception:  # the usage trail must never break a request
-            logger.exception("audit: could not queue usage %s", getattr(record, "id", "?"))
+        except Exception:  # the audit trail must never break a request
+            logger.exception("audit: could not queue %s", getattr(record, "id", "a row"))
 
     def _journaled(self, segment: int) -> None:
         if segment < 0:
