@@ -212,6 +212,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         max_tenants=config.server.metrics_max_tenants,
         known_tenants=config.tenants,
         token_sha256=config.server.metrics_token_sha256,
+        alerts=lambda: gateway.alerts,
     )
     gateway.metrics = metrics
     models = ModelEndpoints(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -44,6 +44,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from resilience.audit.alerts import AlertSink
 from resilience.audit.sink import DatabaseSink
 from resilience.breaker.events import BreakerState, BreakerTransition
 from resilience.client.resilient import ResilientClient
@@ -69,6 +70,7 @@ class GatewayMetrics:
         max_tenants: int = 1000,
         known_tenants: Iterable[str] = (),
         token_sha256: str | None = None,
+        alerts: Callable[[], Sequence[AlertSink]] = tuple,
     ) -> None:
         if max_tenants < 0:
             raise ValueError(f"max_tenants: must be >= 0, got {max_tenants!r}")
@@ -116,7 +118,7 @@ class GatewayMetrics:
             ["tenant", "provider", "kind"],
             registry=self.registry,
         )
-        live = _Live(client, sink)
+        live = _Live(client, sink, alerts)
         self.registry.register(live)
         directory = shared_directory()
         self.workers = WorkerMetrics(directory, live) if directory is not None else None
@@ -216,13 +218,17 @@ class _Escaped(Collector):
 
 
 class _Live(Collector):
-    """Breaker states and audit sink counters, read when Prometheus scrapes."""
+    """Breaker states, audit sink and alert counters, read when Prometheus scrapes."""
 
     def __init__(
-        self, client: Callable[[], ResilientClient | None], sink: Callable[[], DatabaseSink | None]
+        self,
+        client: Callable[[], ResilientClient | None],
+        sink: Callable[[], DatabaseSink | None],
+        alerts: Callable[[], Sequence[AlertSink]],
     ) -> None:
         self._client = client
         self._sink = sink
+        self._alerts = alerts
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         states = GaugeMetricFamily(
@@ -271,6 +277,7 @@ class _Live(Collector):
             for where, count in sink.backlog().items():
                 backlog.add_metric([where], count)
             yield backlog
+        yield from _alerts(self._alerts())
 
 
 def _store(status: dict[str, Any]) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
@@ -355,6 +362,40 @@ def _health(client: ResilientClient) -> Iterator[GaugeMetricFamily | CounterMetr
         "Targets skipped without a call because a requests-per-minute bucket was empty.",
         labels=["provider"],
     )
+    token_skips = CounterMetricFamily(
+        "resilience_token_limit_skips",
+        "Targets skipped without a call because a tokens-per-minute bucket was empty.",
+        labels=["provider"],
+    )
     for provider in client.providers:
         skips.add_metric([provider], client.rate_limit_skips.get(provider, 0))
-    yield from (in_flight, error_rate, latency, skips)
+        token_skips.add_metric([provider], client.token_limit_skips.get(provider, 0))
+    yield from (in_flight, error_rate, latency, skips, token_skips)
+
+
+ALERT_COUNTS = ("sent", "failed_posts", "refused", "dropped", "deduplicated")
+"""`AlertStats` counters in `/metrics`, per webhook (`resilience_alerts_<name>`)."""
+
+
+def _alerts(sinks: Sequence[AlertSink]) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """Each `[alerts]` webhook's delivery: what went out, what failed, and whether its
+    receiver took the last post."""
+    if not sinks:
+        return
+    for name in ALERT_COUNTS:
+        family = CounterMetricFamily(
+            f"resilience_alerts_{name}",
+            f"Breaker alerts {name.replace('_', ' ')}, per webhook.",
+            labels=["webhook"],
+        )
+        for alert_sink in sinks:
+            family.add_metric([alert_sink.webhook.name], getattr(alert_sink.stats, name))
+        yield family
+    up = GaugeMetricFamily(
+        "resilience_alerts_receiver_up",
+        "Whether the webhook's receiver took the last post.",
+        labels=["webhook"],
+    )
+    for alert_sink in sinks:
+        up.add_metric([alert_sink.webhook.name], 1 if alert_sink.stats.receiver_up else 0)
+    yield up

@@ -52,6 +52,7 @@ ACROSS_WORKERS: dict[str, Merge] = {
     # true of the gateway only while true of every worker
     "resilience_breaker_store_shared": "min",
     "resilience_audit_database_up": "min",
+    "resilience_alerts_receiver_up": "min",
 }
 """How a gauge read from each worker's state crosses workers. Any other gauge is given per
 worker, with a `pid` label: breaker counts by state (views of the same breakers when Redis

@@ -63,13 +63,16 @@ async def test_a_breaker_opened_through_the_gateway_is_posted_signed(tmp_path: P
                 )
             assert answer.status_code == 200  # claude answered; the alert is on the side
             await gateway.client.registry.aforce_open("acme", "claude")  # not wanted here
-            await until(lambda: len(receiver.posts) == 1)
+            await until(lambda: len(receiver.posts) == 1 and sink.stats.sent == 1)
             async with httpx2.AsyncClient(transport=transport, base_url="http://gw") as http:
                 page = (await http.get("/metrics")).text
         # every metric the documented Prometheus rules use is on the page
         assert len(metric_names()) >= 7
         assert metric_names() <= set(re.findall(r"^(resilience_[a-z_]+)[{ ]", page, re.M))
         assert sink.pending == 0 and sink.stats.sent == 1
+        name = sink.webhook.name
+        assert f'resilience_alerts_sent_total{{webhook="{name}"}} 1.0' in page
+        assert f'resilience_alerts_receiver_up{{webhook="{name}"}} 1.0' in page
     (post,) = receiver.posts
     assert post.verifies()
     body = post.json

@@ -98,6 +98,8 @@ async def test_a_tenant_over_its_own_tpm_gets_429_and_the_others_are_served(
     retry_after = int(refused.headers["retry-after"])
     assert 10 <= retry_after <= 25
     assert chaos.hit_count(upstream="primary") == 2 + 40
+    page = (await http.get("/metrics")).text
+    assert 'resilience_token_limit_skips_total{provider="primary"} 8.0' in page
     clock.advance(retry_after)
     assert (await post("big", BIG)).status_code == 200
 
