@@ -34,7 +34,6 @@ import asyncio
 import itertools
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -52,6 +51,7 @@ import httpx
 
 from bench._stats import headline
 from resilience.tenancy.resolvers import hash_key
+from tests.support.processes import Process, free_port, wait_up
 
 QUICK = "--quick" in sys.argv
 LOAD_S = 2.0 if QUICK else 6.0
@@ -344,52 +344,6 @@ def _breaks(chain: list[Any]) -> int:
         state = pick["to_state"]
         rest.remove(pick)
     return breaks
-
-
-# -- processes (as tests/support/load.py has them, without pytest: bench/.venv has none) ----
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Process:
-    """A child process with its output in a log file."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.name, self.args, self.env, self.log = name, args, env, log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.args, env=self.env, stdout=out, stderr=out
-            )
-
-    async def stop(self, timeout_s: float = 20.0) -> None:
-        """SIGTERM and wait (SIGKILL after `timeout_s`)."""
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.terminate()
-        try:
-            await asyncio.wait_for(self.proc.wait(), timeout_s)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-
-async def wait_up(url: str, timeout_s: float = 30.0) -> None:
-    async def up() -> bool:
-        async with httpx.AsyncClient(timeout=2) as http:
-            try:
-                return (await http.get(url)).status_code < 500
-            except httpx.TransportError:
-                return False
-
-    await _until(up, timeout_s)
 
 
 async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float) -> None:

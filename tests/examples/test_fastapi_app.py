@@ -27,7 +27,8 @@ import pytest
 
 from resilience.chaos import ChaosUpstream, Fault
 from resilience.config.load import load_config
-from tests.support.load import LOG_ALARMS, free_port
+from tests.support.load import LOG_ALARMS
+from tests.support.processes import free_port
 from tests.test_readme_blocks import FASTAPI_SECTION, README, python_blocks
 
 ROOT = Path(__file__).resolve().parents[2]

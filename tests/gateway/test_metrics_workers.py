@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from resilience.chaos import ChaosUpstream
 from resilience.tenancy.resolvers import hash_key
-from tests.support.load import Process, free_port
+from tests.support.processes import Process, free_port
 
 KEY = "gw-key-acme"
 LIMIT = 50

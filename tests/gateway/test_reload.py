@@ -29,7 +29,7 @@ from resilience.gateway.reload import ConfigReloader
 from resilience.gateway.settings import Settings
 from resilience.tenancy.resolvers import hash_key
 from tests.support.gateway import settings_for
-from tests.support.load import Process, free_port, wait_up
+from tests.support.processes import Process, free_port, wait_up
 from tests.support.servers import until
 
 ENV = {"UPSTREAM_KEY": "upstream-secret-key"}

@@ -20,7 +20,7 @@ from resilience.gateway.factory import create_app
 from resilience.gateway.settings import Settings
 from resilience.tenancy.resolvers import hash_key
 from tests.support.clock import FakeClock
-from tests.support.load import Process, free_port, wait_up
+from tests.support.processes import Process, free_port, wait_up
 
 KEYS = {"big": "gw-key-big", **{f"t{i}": f"gw-key-t{i}" for i in range(4)}}
 BIG = {"model": "solo", "messages": [{"role": "user", "content": "abc " * 1000}]}

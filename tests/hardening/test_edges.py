@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.load import LoadPlan, Process, Run, wait_up
+from tests.support.load import LoadPlan, Run
+from tests.support.processes import Process, wait_up
 from tests.support.servers import until
 
 REQUEST = b'{"model": "chat", "messages": [{"role": "user", "content": "hi"}]}'

@@ -15,7 +15,8 @@ import httpx
 from sqlalchemy import text
 
 from resilience.audit.database import create_engine
-from tests.support.load import LoadPlan, Process, Run
+from tests.support.load import LoadPlan, Run
+from tests.support.processes import Process
 
 ADMIN = {"authorization": "Bearer load-admin"}
 ISOLATED = ("t9", "primary")

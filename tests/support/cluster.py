@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from resilience.tenancy.resolvers import hash_key
-from tests.support.load import Process, free_port, wait_up
+from tests.support.processes import Process, free_port, wait_up
 from tests.support.servers import until
 
 ADMIN = {"authorization": "Bearer cluster-admin"}
