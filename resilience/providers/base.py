@@ -27,7 +27,7 @@ from resilience.models import (
     EmbeddingRequest,
     EmbeddingResponse,
 )
-from resilience.providers import native
+from resilience.providers import http1, native
 from resilience.providers.limits import cap_response_size
 from resilience.providers.sending import track_sending, watch
 from resilience.providers.settings import Location as Location
@@ -112,6 +112,22 @@ class SdkAdapter(Generic[C]):
         self.timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0))
         self._default_key = settings.api_key or NO_KEY
         self._owns_http = http_client is None
+        self.pool: http1.Pool | None = None
+        """The provider's keep-alive pool (`resilience.providers.http1`), when this adapter
+        makes its connections itself and the lean client reaches the URL as httpx2 would:
+        the native path sends on it directly, the SDK client through `PoolTransport`. A
+        caller's `http_client` (a proxy, a test transport) is always used as given."""
+        if http_client is None and http1.usable_for(self.base_url):
+            self.pool = http1.Pool(
+                self.base_url,
+                http1.Timeouts.of(self.timeout),
+                max_connections=200,
+                max_idle=50,
+                max_response_bytes=settings.max_response_bytes,
+            )
+            http_client = httpx2.AsyncClient(
+                timeout=self.timeout, transport=http1.PoolTransport(self.pool)
+            )
         self.http_client = http_client or httpx2.AsyncClient(
             timeout=self.timeout,
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
@@ -175,7 +191,7 @@ class SdkAdapter(Generic[C]):
         if found is None or found.sdk is not sdk:
             if len(self._channels) >= MAX_CLIENTS:
                 del self._channels[next(iter(self._channels))]
-            found = self._channels[id(sdk)] = native.Channel(sdk, self.http_client)
+            found = self._channels[id(sdk)] = native.Channel(sdk, self.http_client, self.pool)
         return found
 
     def _check_native(self, api: native.NativeApi) -> None:
@@ -188,7 +204,7 @@ class SdkAdapter(Generic[C]):
 
     async def aclose(self) -> None:
         if self._owns_http:
-            await self.http_client.aclose()
+            await self.http_client.aclose()  # with the pool under it, when there is one
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, base_url={self.base_url!r})"

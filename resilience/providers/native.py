@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import httpx2
 
 from resilience.errors import StreamTruncatedError
+from resilience.providers import http1
 from resilience.providers.settings import ProviderKind
 from resilience.types import ProviderName
 
@@ -103,19 +104,36 @@ def encode(body: Mapping[str, Any]) -> bytes:
 
 class Channel:
     """What one SDK client sends with every request, computed once per client: the URL of
-    each endpoint, the headers (auth included) and the timeout."""
+    each endpoint, the headers (auth included) and the timeout. With a `pool`
+    (`resilience.providers.http1`) the request goes out on it; without, on `http`."""
 
-    __slots__ = ("_headers", "_root", "_urls", "http", "sdk", "timeout")
+    __slots__ = (
+        "_headers",
+        "_lowered",
+        "_prepared",
+        "_root",
+        "_urls",
+        "http",
+        "pool",
+        "sdk",
+        "timeout",
+    )
 
     def __init__(
-        self, sdk: openai.AsyncOpenAI | anthropic.AsyncAnthropic, http: httpx2.AsyncClient
+        self,
+        sdk: openai.AsyncOpenAI | anthropic.AsyncAnthropic,
+        http: httpx2.AsyncClient,
+        pool: http1.Pool | None = None,
     ) -> None:
         self.sdk = sdk
         self.http = http
+        self.pool = pool
         merged = {**sdk.default_headers, **sdk.auth_headers}
         self._headers = {k: v for k, v in merged.items() if isinstance(v, str)}
         self._root = str(sdk.base_url).rstrip("/")
         self._urls: dict[NativeApi, httpx2.URL] = {}
+        self._lowered = frozenset(name.lower() for name in self._headers)
+        self._prepared: dict[NativeApi, http1.Prepared] = {}
         timeout = sdk.timeout
         self.timeout = (
             timeout.as_dict()
@@ -123,21 +141,30 @@ class Channel:
             else httpx2.Timeout(timeout).as_dict()
         )
 
-    def request(
-        self, api: NativeApi, body: Mapping[str, Any], headers: Mapping[str, str] | None
-    ) -> httpx2.Request:
+    def url(self, api: NativeApi) -> httpx2.URL:
         url = self._urls.get(api)
         if url is None:
             url = self._urls[api] = httpx2.URL(self._root + PATHS[api])
+        return url
+
+    def request(
+        self, api: NativeApi, body: Mapping[str, Any], headers: Mapping[str, str] | None
+    ) -> httpx2.Request:
         sent = {**self._headers, **headers} if headers else self._headers
         return httpx2.Request(
-            "POST", url, headers=sent, content=encode(body), extensions={"timeout": self.timeout}
+            "POST",
+            self.url(api),
+            headers=sent,
+            content=encode(body),
+            extensions={"timeout": self.timeout},
         )
 
     async def open(
         self, api: NativeApi, body: Mapping[str, Any], headers: Mapping[str, str] | None
-    ) -> httpx2.Response:
+    ) -> Answer:
         """The answer, its body unread; a non-2xx one raises the SDK's status error."""
+        if self.pool is not None:
+            return await self._open_pooled(self.pool, api, body, headers)
         response = await self.http.send(self.request(api, body, headers), stream=True)
         if not 200 <= response.status_code < 300:
             try:
@@ -145,7 +172,74 @@ class Channel:
             finally:
                 await response.aclose()
             raise self.sdk._make_status_error_from_response(response)
-        return response
+        return Answer(response, response)
+
+    async def _open_pooled(
+        self,
+        pool: http1.Pool,
+        api: NativeApi,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str] | None,
+    ) -> Answer:
+        prepared = self._prepared.get(api)
+        if prepared is None:
+            target = self.url(api).raw_path.decode("ascii")
+            prepared = self._prepared[api] = pool.prepare("POST", target, self._headers)
+        extra = headers or None
+        if headers and any(name.lower() in self._lowered for name in headers):
+            # the caller's own value wins over the client's, as in `request`
+            target = self.url(api).raw_path.decode("ascii")
+            prepared = pool.prepare("POST", target, {**self._headers, **headers})
+            extra = None
+        answer = await pool.send(prepared, encode(body), extra=extra)
+        if not 200 <= answer.status_code < 300:
+            try:
+                raw = await answer.aread_raw()  # httpx2 decodes it, by its headers
+            finally:
+                await answer.aclose()
+            response = self._as_httpx(api, answer, raw)
+            raise self.sdk._make_status_error_from_response(response)
+        return Answer(answer, None, lambda: self._as_httpx(api, answer, b""))
+
+    def _as_httpx(self, api: NativeApi, answer: http1.Response, raw: bytes) -> httpx2.Response:
+        """The answer as httpx2's type, for the SDK's error constructors (failures only)."""
+        return httpx2.Response(
+            answer.status_code,
+            headers=answer.headers,
+            content=raw,
+            request=httpx2.Request("POST", self.url(api)),
+        )
+
+
+class _Body(Protocol):
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+    async def aread(self) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Answer:
+    """An answer being read, from either client; `httpx()` is it as httpx2's
+    `Response` (built only when an error needs one)."""
+
+    __slots__ = ("_httpx", "_make", "body")
+
+    def __init__(
+        self,
+        body: _Body,
+        response: httpx2.Response | None,
+        make: Callable[[], httpx2.Response] | None = None,
+    ) -> None:
+        self.body = body
+        self._httpx = response
+        self._make = make
+
+    def httpx(self) -> httpx2.Response:
+        if self._httpx is None:
+            assert self._make is not None
+            self._httpx = self._make()
+        return self._httpx
 
 
 async def send(
@@ -157,11 +251,11 @@ async def send(
     headers: Mapping[str, str] | None,
 ) -> NativeAnswer:
     """One request, answered whole; a non-2xx answer raises the SDK's status error."""
-    response = await channel.open(api, body, headers)
+    answer = await channel.open(api, body, headers)
     try:
-        raw = await response.aread()
+        raw = await answer.body.aread()
     finally:
-        await response.aclose()
+        await answer.body.aclose()
     data = json.loads(raw)  # a JSONDecodeError is invalid_response, as for any answer
     if not isinstance(data, dict):
         text = raw.decode(errors="replace")
@@ -178,26 +272,26 @@ async def open_stream(
     headers: Mapping[str, str] | None,
 ) -> AsyncGenerator[bytes, None]:
     """The answer's SSE events, checked for error events and the end marker."""
-    response = await channel.open(api, body, headers)
+    answer = await channel.open(api, body, headers)
     try:
         if api == "anthropic.messages":
-            async for frame in _anthropic_events(channel.sdk, response, provider):
+            async for frame in _anthropic_events(channel.sdk, answer, provider):
                 yield frame
         else:
-            async for frame in _openai_events(response, provider):
+            async for frame in _openai_events(answer, provider):
                 yield frame
     finally:
-        await response.aclose()
+        await answer.body.aclose()
 
 
 _FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
 
 
-async def _openai_events(response: httpx2.Response, provider: ProviderName) -> AsyncIterator[bytes]:
+async def _openai_events(answer: Answer, provider: ProviderName) -> AsyncIterator[bytes]:
     import openai
 
     finished = False
-    async for frame in events(response.aiter_bytes()):
+    async for frame in events(answer.body.aiter_bytes()):
         data = _data(frame)
         if data == b"[DONE]":
             yield frame
@@ -208,7 +302,7 @@ async def _openai_events(response: httpx2.Response, provider: ProviderName) -> A
                 error = parsed["error"]
                 raise openai.APIError(
                     str(error.get("message") or "error event in the stream"),
-                    response.request,
+                    answer.httpx().request,
                     body=error,
                 )
         if not finished and _FINISHED.search(data):
@@ -223,10 +317,10 @@ async def _openai_events(response: httpx2.Response, provider: ProviderName) -> A
 
 async def _anthropic_events(
     sdk: openai.AsyncOpenAI | anthropic.AsyncAnthropic,
-    response: httpx2.Response,
+    answer: Answer,
     provider: ProviderName,
 ) -> AsyncIterator[bytes]:
-    async for frame in events(response.aiter_bytes()):
+    async for frame in events(answer.body.aiter_bytes()):
         name = _event(frame)
         if name == b"message_stop":
             yield frame
@@ -236,7 +330,7 @@ async def _anthropic_events(
             body = _json_or_none(data)
             message = data.decode(errors="replace")
             # what the SDK raises for the same event, so it is classified the same way
-            raise sdk._make_status_error(message, body=body, response=response)
+            raise sdk._make_status_error(message, body=body, response=answer.httpx())
         yield frame
     raise StreamTruncatedError("anthropic stream ended without message_stop", provider=provider)
 
