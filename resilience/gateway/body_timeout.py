@@ -60,7 +60,9 @@ class BodyReadTimeoutMiddleware:
                 return await receive()
             remaining = deadline - self._clock()
             try:
-                message = await asyncio.wait_for(receive(), max(remaining, 0.0))
+                # a timeout scope, not wait_for: no task per message on every request's path
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    message = await receive()
             except TimeoutError:
                 raise BodyReadTimeout from None
             if message["type"] != "http.request" or not message.get("more_body", False):
