@@ -181,15 +181,13 @@ class ModelEndpoints:
         exc: Exception | None,
     ) -> None:
         metrics = self._metrics
-        tenant = metrics.tenant(current_tenant_or_none())
         if result is not None:
+            took = time.perf_counter() - started
+            fell_back = len(result.outcomes) > 1
             provider = result.target.provider
-            metrics.requests.labels(tenant, provider, "ok").inc()
-            metrics.attempts.labels(provider).inc(result.attempts)
-            if len(result.outcomes) > 1:
-                metrics.fallbacks.labels(provider).inc()
-            metrics.latency.labels(provider).observe(time.perf_counter() - started)
+            metrics.answered(current_tenant_or_none(), provider, result.attempts, fell_back, took)
             return
+        tenant = metrics.tenant(current_tenant_or_none())
         outcome = "all_targets_failed" if isinstance(exc, AllTargetsFailed) else "refused"
         if isinstance(exc, ProviderError):
             outcome = str(exc.kind)

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, NamedTuple
 
 from resilience.extras import missing
 
@@ -118,6 +118,10 @@ class GatewayMetrics:
             ["tenant", "provider", "kind"],
             registry=self.registry,
         )
+        self._answered: dict[tuple[str, str], _Answered] = {}
+        self._counted: dict[tuple[str, str], _Tokens] = {}
+        """Label children per (tenant label, provider): `labels()` costs microseconds on
+        every request, a dict lookup much less; bounded as the tenant labels are."""
         live = _Live(client, sink, alerts)
         self.registry.register(live)
         directory = shared_directory()
@@ -159,14 +163,38 @@ class GatewayMetrics:
 
     def emit_usage(self, record: UsageRecord) -> None:
         """A `UsageSink`: counts the tokens a call reported (unknown counts add nothing)."""
-        provider = record.provider or ""
-        tenant = self.tenant(record.tenant_id)
+        key = (self.tenant(record.tenant_id), record.provider or "")
+        found = self._counted.get(key)
+        if found is None:
+            tenant, provider = key
+            found = self._counted[key] = _Tokens(
+                *(self.tokens.labels(tenant, provider, kind) for kind in _Tokens._fields)
+            )
         if record.input_tokens:
-            self.tokens.labels(tenant, provider, "input").inc(record.input_tokens)
+            found.input.inc(record.input_tokens)
         if record.output_tokens:
-            self.tokens.labels(tenant, provider, "output").inc(record.output_tokens)
+            found.output.inc(record.output_tokens)
         if record.cached_tokens:
-            self.tokens.labels(tenant, provider, "cached").inc(record.cached_tokens)
+            found.cached.inc(record.cached_tokens)
+
+    def answered(
+        self, tenant: str | None, provider: str, attempts: int, fell_back: bool, seconds: float
+    ) -> None:
+        """One request answered by `provider` after `attempts` upstream attempts."""
+        key = (self.tenant(tenant), provider)
+        found = self._answered.get(key)
+        if found is None:
+            found = self._answered[key] = _Answered(
+                self.requests.labels(key[0], provider, "ok"),
+                self.attempts.labels(provider),
+                self.fallbacks.labels(provider),
+                self.latency.labels(provider),
+            )
+        found.requests.inc()
+        found.attempts.inc(attempts)
+        if fell_back:
+            found.fallbacks.inc()
+        found.latency.observe(seconds)
 
     async def endpoint(self, request: Request) -> Response:
         if self._token is not None and not self._authorized(request):
@@ -199,6 +227,19 @@ def render(registry: Collector) -> bytes:
         return generate_latest(registry)
     except UnicodeEncodeError:
         return generate_latest(_Escaped(registry))
+
+
+class _Answered(NamedTuple):
+    requests: Counter
+    attempts: Counter
+    fallbacks: Counter
+    latency: Histogram
+
+
+class _Tokens(NamedTuple):
+    input: Counter
+    output: Counter
+    cached: Counter
 
 
 class _Escaped(Collector):
