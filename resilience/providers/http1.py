@@ -232,7 +232,9 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._feed(data)
-        except httpx2.RemoteProtocolError as exc:
+        except Exception as exc:  # whatever the bytes were, the answer cannot be read
+            if not isinstance(exc, httpx2.RemoteProtocolError):
+                exc = httpx2.RemoteProtocolError(f"unreadable answer: {type(exc).__name__}")
             self._fail(exc)
             if self.transport is not None:
                 self.transport.abort()
@@ -444,6 +446,11 @@ class Connection(asyncio.Protocol):
             await self._wait(read_s, "read")
 
     @property
+    def writable(self) -> bool:
+        transport = self.transport
+        return not self.closed and transport is not None and not transport.is_closing()
+
+    @property
     def declared_length(self) -> int:
         """The answer's `content-length`, or -1 when its length is not declared."""
         return self._framing.length if self._framing.kind == "length" else -1
@@ -650,6 +657,11 @@ class Pool:
         more = header_lines(extra) if extra else b""
         head = b"%s%scontent-length: %d\r\n\r\n" % (prepared.head, more, len(body))
         connection = await self._acquire(timeouts)
+        for _ in range(3):
+            if connection.writable:
+                break
+            self.discard(connection)  # closed by the server since it went idle
+            connection = await self._acquire(timeouts)
         connection.reset(prepared.method)
         try:
             answer_head = await connection.send(head, body, timeouts)
