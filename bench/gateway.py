@@ -19,9 +19,11 @@ direct percentile:
   direct OpenAI-format call to the upstream (the client's alternative: call the upstream in
   the format it already speaks), so it includes both translations.
 - `bare_proxy_added_latency_p50_ms`: the same body through `bench/_bare_proxy.py`, a bare
-  Starlette + httpx2 proxy with none of the gateway's work, sent in the same ticks: the
-  floor that the extra loopback hop alone costs on this machine.
-  `gateway_over_bare_proxy_p50_ms` is the gateway's p50 over that floor: its own work.
+  Starlette proxy on the gateway's own HTTP client (`resilience.providers.http1`) with none
+  of the gateway's work, sent in the same ticks: the floor that the extra loopback hop
+  alone costs on this machine. `gateway_over_bare_proxy_p50_ms` is the gateway's p50 over
+  that floor: its own work. `httpx2_proxy_added_latency_p50_ms` is the same bare proxy on
+  an httpx2 client, the usual way to write one.
 
 Throughput: closed loop with 32 requests in flight, rounds alternating between the gateway
 and the upstream called directly; median over rounds. `gateway_rps_one_worker` is the
@@ -196,18 +198,31 @@ def main() -> None:
             "BARE_PROXY_MODEL": UPSTREAM_MODEL,
         }
         bare = servers.enter_context(
-            server(uvicorn_app("bench._bare_proxy:app", bare_port), bare_port, bare_env)
+            server(
+                uvicorn_app("bench._bare_proxy:app", bare_port),
+                bare_port,
+                {**bare_env, "BARE_PROXY_CLIENT": "lean"},
+            )
+        )
+        httpx2_port = free_port()
+        httpx2_proxy = servers.enter_context(
+            server(
+                uvicorn_app("bench._bare_proxy:app", httpx2_port),
+                httpx2_port,
+                {**bare_env, "BARE_PROXY_CLIENT": "httpx2"},
+            )
         )
         check_cross_route(gateway.url)
         kinds = probes(chaos.url, gateway.url)
-        kinds.append(
-            Probe(
-                "bare",
-                f"{bare.url}/v1/chat/completions",
-                {"model": "chat", "messages": MESSAGES},
-                HEADERS,
+        for name, proxy in (("bare", bare), ("httpx2_proxy", httpx2_proxy)):
+            kinds.append(
+                Probe(
+                    name,
+                    f"{proxy.url}/v1/chat/completions",
+                    {"model": "chat", "messages": MESSAGES},
+                    HEADERS,
+                )
             )
-        )
         ms = asyncio.run(paced(kinds, rate=RATE, seconds=SECONDS))
         by_name = {probe.name: probe for probe in kinds}
         rps = alternating({"gateway": by_name["same"], "direct": by_name["direct"]})
@@ -249,6 +264,7 @@ def report(
         ("same", "gateway, same format"),
         ("cross", "gateway, cross format"),
         ("bare", "bare proxy (floor)"),
+        ("httpx2_proxy", "bare httpx2 proxy"),
         ("direct_stream", "direct, first event"),
         ("same_stream", "gateway, first event"),
     )
@@ -268,6 +284,7 @@ def report(
             "cross_format_added_latency_p50_ms": added("cross", "direct", 50),
             "bare_proxy_added_latency_p50_ms": added("bare", "direct", 50),
             "gateway_over_bare_proxy_p50_ms": added("same", "bare", 50),
+            "httpx2_proxy_added_latency_p50_ms": added("httpx2_proxy", "direct", 50),
             "gateway_rps_one_worker": rps["gateway"],
             "direct_rps": rps["direct"],
             "gateway_rps_ratio": rps["gateway"] / rps["direct"],

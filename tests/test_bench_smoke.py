@@ -59,6 +59,8 @@ EXACT = {
                 "added_ttfb_p50_ms",
                 "cross_format_added_latency_p50_ms",
                 "gateway_rps_one_worker",
+                "bare_proxy_added_latency_p50_ms",
+                "httpx2_proxy_added_latency_p50_ms",
                 "middleware_throughput_ratio",
             ],
         ),
