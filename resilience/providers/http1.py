@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import re
 import ssl
@@ -204,6 +205,9 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
+        self.loop = asyncio.get_running_loop()
+        """The loop it belongs to: a pool kept across `asyncio.run` calls reuses none of it
+        in another."""
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
         self.uses = 0
@@ -469,8 +473,18 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
+        transport = self.transport
+        if transport is None:
+            return
+        if not self.loop.is_closed():
+            transport.abort()
+            return
+        # its loop is gone (a pool kept across `asyncio.run` calls): what abort() would
+        # have scheduled there, done now (asyncio's transports; uvloop closes its own)
+        finish = getattr(transport, "_call_connection_lost", None)
+        if finish is not None:
+            with contextlib.suppress(Exception):
+                finish(None)
 
 
 def _expire(waiter: asyncio.Future[None], what: str) -> None:
@@ -677,9 +691,14 @@ class Pool:
         if self._closed:
             raise httpx2.PoolTimeout("the pool is closed")
         now = time.monotonic()
+        loop = asyncio.get_running_loop()
         while self._idle:
             connection = self._idle.pop()
-            if not connection.reusable or now - connection.idle_since > KEEPALIVE_S:
+            if (
+                not connection.reusable
+                or now - connection.idle_since > KEEPALIVE_S
+                or connection.loop is not loop
+            ):
                 self.discard(connection)
                 continue
             return connection

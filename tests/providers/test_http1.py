@@ -10,7 +10,10 @@ import asyncio
 import gzip
 import json
 import socket
+import socketserver
+import threading
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx2
 import openai
@@ -636,3 +639,46 @@ async def test_a_gzip_encoded_error_answer_raises_the_sdks_status_error() -> Non
                 await adapter.send_native("openai.chat", {"model": "m", "messages": MESSAGES})
         finally:
             await adapter.aclose()
+
+
+class _KeepAliveHandler(socketserver.StreamRequestHandler):
+    """Answers every request on a connection with the number of that connection."""
+
+    def handle(self) -> None:
+        while True:
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                byte = self.rfile.read(1)
+                if not byte:
+                    return
+                head += byte
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            self.rfile.read(length)
+            body = str(self.server.connections).encode()  # type: ignore[attr-defined]
+            self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+
+
+class _CountingServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    connections = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections += 1
+        super().process_request(request, client_address)
+
+
+def test_a_pool_kept_across_event_loops_opens_new_connections_in_each() -> None:
+    """`asyncio.run` per call with one long-lived provider: the idle connection left by a
+    closed loop (its server still holding it open) is dropped, never written to."""
+    with _CountingServer(("127.0.0.1", 0), _KeepAliveHandler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            pool = Pool(f"http://127.0.0.1:{server.server_address[1]}", PATIENT)
+            assert asyncio.run(fetch(pool)) == b"1"
+            assert pool.idle == 1
+            assert asyncio.run(fetch(pool)) == b"2"  # a new connection, in the new loop
+            assert asyncio.run(fetch(pool)) == b"3"
+            assert pool.in_use == 0
+            asyncio.run(pool.aclose())  # closes the last loop's connection, its loop gone
+        finally:
+            server.shutdown()
