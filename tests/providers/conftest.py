@@ -27,3 +27,14 @@ async def upstream(chaos: ChaosUpstream) -> AsyncIterator[Upstream]:
     sent: list[Sent] = []
     async with recording_client(sent, transport=chaos.transport()) as http:
         yield Upstream("http://chaos", http, sent)
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy in the test machine's environment would turn the lean HTTP client off."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)

@@ -39,7 +39,6 @@ from tests.support.raw_http import (
     raw_server,
 )
 
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 PATIENT = Timeouts(connect=5.0, read=5.0, write=5.0, pool=5.0)
 """Long enough never to fire by accident: a test that needs a timeout sets its own."""
 CHUNKED = (
@@ -51,12 +50,7 @@ CHUNKED = (
 )
 
 
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A proxy in the test machine's environment would turn the lean client off."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 @pytest.fixture
