@@ -31,6 +31,7 @@ Figures, after the restart has replayed what the killed process left:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -241,15 +242,25 @@ async def kill9_run(
     await run.chaos.start()
     try:
         await wait_up(run.upstream + "/_chaos/faults")
-        limits = httpx.Limits(max_connections=clients + 50, max_keepalive_connections=clients + 50)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+        async with contextlib.AsyncExitStack() as stack:
+
+            async def own_client() -> httpx.AsyncClient:
+                """One connection per caller, as separate clients would have: one shared
+                pool of 250 (httpcore's) spends its time matching requests to connections
+                and stalls the callers for seconds. Loopback http: no certificates."""
+                one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+                made = httpx.AsyncClient(limits=one, timeout=30, verify=False)
+                return await stack.enter_async_context(made)
+
+            http = await own_client()
             fault = {"fault": {"status": 500}, "model": "gpt-4.1-mini", "probability": 0.6}
             (await http.post(run.upstream + "/_chaos/faults", json=fault)).raise_for_status()
             await run.gateway.start()
             await wait_up(run.root + "/healthz")
-            tasks = [asyncio.create_task(run.client(http, i)) for i in range(clients)]
+            tasks = [asyncio.create_task(run.client(await own_client(), i)) for i in range(clients)]
             tasks += [
-                asyncio.create_task(run.admin(http, f"admin-{j}")) for j in range(ADMIN_TENANTS)
+                asyncio.create_task(run.admin(await own_client(), f"admin-{j}"))
+                for j in range(ADMIN_TENANTS)
             ]
             await asyncio.sleep(load_s)
             for _ in range(100):  # at an instant the journal holds rows: they must survive
