@@ -119,7 +119,7 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self._answered: dict[tuple[str, str], _Answered] = {}
-        self._counted: dict[tuple[str, str], _Tokens] = {}
+        self._counted: dict[tuple[str, str, str], Counter] = {}
         """Label children per (tenant label, provider): `labels()` costs microseconds on
         every request, a dict lookup much less; bounded as the tenant labels are."""
         live = _Live(client, sink, alerts)
@@ -163,19 +163,18 @@ class GatewayMetrics:
 
     def emit_usage(self, record: UsageRecord) -> None:
         """A `UsageSink`: counts the tokens a call reported (unknown counts add nothing)."""
-        key = (self.tenant(record.tenant_id), record.provider or "")
-        found = self._counted.get(key)
-        if found is None:
-            tenant, provider = key
-            found = self._counted[key] = _Tokens(
-                *(self.tokens.labels(tenant, provider, kind) for kind in _Tokens._fields)
-            )
-        if record.input_tokens:
-            found.input.inc(record.input_tokens)
-        if record.output_tokens:
-            found.output.inc(record.output_tokens)
-        if record.cached_tokens:
-            found.cached.inc(record.cached_tokens)
+        tenant, provider = self.tenant(record.tenant_id), record.provider or ""
+        for kind, count in (
+            ("input", record.input_tokens),
+            ("output", record.output_tokens),
+            ("cached", record.cached_tokens),
+        ):
+            if count:  # a series appears with its first token, never at 0
+                key = (tenant, provider, kind)
+                child = self._counted.get(key)
+                if child is None:
+                    child = self._counted[key] = self.tokens.labels(tenant, provider, kind)
+                child.inc(count)
 
     def answered(
         self, tenant: str | None, provider: str, attempts: int, fell_back: bool, seconds: float
@@ -234,12 +233,6 @@ class _Answered(NamedTuple):
     attempts: Counter
     fallbacks: Counter
     latency: Histogram
-
-
-class _Tokens(NamedTuple):
-    input: Counter
-    output: Counter
-    cached: Counter
 
 
 class _Escaped(Collector):
