@@ -32,7 +32,7 @@ import re
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -111,12 +111,11 @@ class Prepared(NamedTuple):
     head: bytes
 
 
-def header_lines(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> bytes:
+def header_lines(headers: Mapping[str, str]) -> bytes:
     """`name: value\\r\\n` for each header; one that could split the head is refused, and
     the ones this client sets itself (host, framing) are left out."""
     lines: list[bytes] = []
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    for name, value in pairs:
+    for name, value in headers.items():
         if _BAD_HEADER.search(name) or _BAD_HEADER.search(value) or ":" in name:
             raise httpx2.LocalProtocolError(f"header {name!r}: a name or value that splits lines")
         if name.lower() in _OWN_HEADERS:
@@ -126,14 +125,6 @@ def header_lines(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> byte
 
 
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-
-
-def encode_head(
-    method: str, origin: Origin, target: str, headers: Mapping[str, str], length: int
-) -> bytes:
-    """The request line and headers; a header that could split the head is refused."""
-    start = f"{method} {target} HTTP/1.1\r\nhost: ".encode("ascii") + origin.authority
-    return b"%s\r\n%scontent-length: %d\r\n\r\n" % (start, header_lines(headers), length)
 
 
 def _header_bytes(value: str) -> bytes:
@@ -210,7 +201,6 @@ class Connection(asyncio.Protocol):
         in another."""
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
-        self.uses = 0
         self.closed = False
         self.returned = False
         """Counted out of its pool (discarded): never twice."""
@@ -419,14 +409,14 @@ class Connection(asyncio.Protocol):
     async def send(self, head: bytes, body: bytes, timeouts: Timeouts) -> Head:
         """Write the request, then wait for the answer's head."""
         transport = self.transport
-        if transport is None or self.closed or transport.is_closing():
+        if transport is None or not self.writable:
             raise httpx2.ReadError("the connection closed before the request was written")
         mark_sent()
         transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             transport.write(body)
         if self._writable is not None and not self._writable.done():
-            await _within(self._writable, timeouts.write, "write")
+            await _written_within(self._writable, timeouts.write)
         while self._head is None:
             if self._error is not None:
                 raise self._error
@@ -466,9 +456,7 @@ class Connection(asyncio.Protocol):
             and self._error is None
             and self._head is not None
             and self._head.reusable
-            and not self.closed
-            and self.transport is not None
-            and not self.transport.is_closing()
+            and self.writable
         )
 
     def close(self) -> None:
@@ -493,16 +481,16 @@ def _expire(waiter: asyncio.Future[None], what: str) -> None:
         waiter.set_exception(error(f"timed out waiting to {what}"))
 
 
-async def _within(future: asyncio.Future[None], limit_s: float | None, what: str) -> None:
+async def _written_within(drained: asyncio.Future[None], limit_s: float | None) -> None:
+    """Wait for the socket's buffer to drain, as httpx2's write timeout does."""
     if limit_s is None:
-        await future
+        await drained
         return
     try:
         async with asyncio.timeout(limit_s):
-            await asyncio.shield(future)
+            await asyncio.shield(drained)
     except TimeoutError:
-        error = httpx2.WriteTimeout if what == "write" else httpx2.ReadTimeout
-        raise error(f"timed out waiting to {what}") from None
+        raise httpx2.WriteTimeout("timed out waiting to write") from None
 
 
 class Response:
@@ -638,12 +626,18 @@ class Pool:
             self._ssl = httpx2.create_ssl_context()
         return self._ssl
 
-    def prepare(
-        self, method: str, target: str, headers: Mapping[str, str] | Iterable[tuple[str, str]]
-    ) -> Prepared:
+    def prepare(self, method: str, target: str, headers: Mapping[str, str]) -> Prepared:
         """The head shared by every request of a kind, encoded once for `send`."""
-        start = f"{method} {target} HTTP/1.1\r\nhost: ".encode("ascii") + self.origin.authority
-        return Prepared(method, start + b"\r\n" + header_lines(headers))
+        return self.prepared(method, target.encode("ascii"), header_lines(headers))
+
+    def prepared(self, method: str, target: bytes, lines: bytes) -> Prepared:
+        """The request line and `host`, then `lines` (encoded `name: value\\r\\n` lines)."""
+        start = b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (
+            method.encode("ascii"),
+            target,
+            self.origin.authority,
+        )
+        return Prepared(method, start + lines)
 
     async def open(
         self,
@@ -754,7 +748,6 @@ class Pool:
 
     def release(self, connection: Connection) -> None:
         """A connection whose answer was read to the end, back for the next request."""
-        connection.uses += 1
         if self._closed or len(self._idle) >= self.max_idle or not connection.reusable:
             self.discard(connection)
             return
@@ -816,17 +809,12 @@ class PoolTransport(httpx2.AsyncBaseTransport):
             timeouts = Timeouts(
                 limits.get("connect"), limits.get("read"), limits.get("write"), limits.get("pool")
             )
-        start = b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (
-            request.method.encode("ascii"),
-            url.raw_path,
-            origin.authority,
-        )
-        lines = [
+        lines = b"".join(
             name + b": " + value + b"\r\n"  # httpx2 refused any that could split the head
             for name, value in request.headers.raw
             if name.lower().decode("latin-1") not in _OWN_HEADERS
-        ]
-        prepared = Prepared(request.method, start + b"".join(lines))
+        )
+        prepared = self.pool.prepared(request.method, url.raw_path, lines)
         answer = await self.pool.send(prepared, body, timeouts=timeouts)
         return httpx2.Response(
             answer.status_code,
