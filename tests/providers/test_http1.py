@@ -612,6 +612,24 @@ async def test_the_sdk_path_shares_the_same_lean_pool(chaos: ChaosUpstream) -> N
             await adapter.aclose()
 
 
+async def test_an_sdk_answer_over_the_size_cap_is_an_invalid_response() -> None:
+    """The pool under the SDK client caps the answer itself (the adapter puts no second
+    cap on that client): a declared length over `max_response_bytes` fails the call."""
+    async with raw_server(answer_each(ok(b"x" * 5000))) as server:
+        settings = ProviderSettings(
+            kind="openai", api_key="k", base_url=f"{server.url}/v1", max_response_bytes=4096
+        )
+        adapter = OpenAIProvider("p", settings)
+        try:
+            assert adapter.pool is not None
+            with pytest.raises(Exception) as caught:
+                await adapter.complete(ChatRequest(messages=(Message("user", "hi"),)), model="m")
+            assert (adapter.pool.in_use, adapter.pool.idle) == (0, 0)
+        finally:
+            await adapter.aclose()
+    assert classify(caught.value).kind is ErrorKind.INVALID_RESPONSE
+
+
 async def test_a_proxy_in_the_environment_keeps_the_adapter_on_httpx2(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
