@@ -27,7 +27,7 @@ from resilience.models import ChatRequest, Message
 from resilience.tenancy.middleware import DEFAULT_EXEMPT_PATHS, TenantMiddleware
 from resilience.tenancy.resolvers import ApiKeyResolver, hash_key
 from resilience.types import Clock
-from tests.support.gateway import chaos_providers
+from tests.support.gateway import admin_config, chaos_providers
 
 KEYS = {"acme": "embed-key-acme", "globex": "embed-key-globex"}
 ADMIN = {"ops": "embed-admin-ops", "acme-support": "embed-admin-acme"}
@@ -52,15 +52,7 @@ def config(root: str) -> Config:
                     "providers": {"primary": {"rpm": 1}},
                 },
             },
-            "admin": {
-                "tokens": {
-                    "ops": {"token_sha256": hash_key(ADMIN["ops"])},
-                    "acme-support": {
-                        "token_sha256": hash_key(ADMIN["acme-support"]),
-                        "tenant": "acme",
-                    },
-                }
-            },
+            "admin": admin_config(ADMIN),
         },
         environ=ENVIRON,
     )

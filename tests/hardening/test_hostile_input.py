@@ -14,7 +14,7 @@ from resilience.chaos import ChaosUpstream, Fault
 from resilience.config.load import parse_config
 from resilience.gateway.factory import create_app
 from resilience.tenancy.resolvers import hash_key
-from tests.support.gateway import ADMIN, KEYS, chaos_providers, settings_for
+from tests.support.gateway import ADMIN, KEYS, admin_config, chaos_providers, settings_for
 
 UPSTREAM_SECRET = "sk-upstream-SECRET-0123456789"
 TENANT_SECRET = "tenant-own-SECRET-9876543210"
@@ -37,15 +37,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[httpx2.AsyncClient, Cha
                 },
                 "globex": {"api_key_sha256": [hash_key(KEYS["globex"])]},
             },
-            "admin": {
-                "tokens": {
-                    "ops": {"token_sha256": hash_key(ADMIN["ops"])},
-                    "acme-support": {
-                        "token_sha256": hash_key(ADMIN["acme-support"]),
-                        "tenant": "acme",
-                    },
-                }
-            },
+            "admin": admin_config(ADMIN),
         }
         from dataclasses import replace
 

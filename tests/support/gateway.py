@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from starlette.applications import Starlette
@@ -36,6 +37,16 @@ class Running:
         return {"authorization": f"Bearer {ADMIN[token]}"}
 
 
+def admin_config(tokens: Mapping[str, str]) -> dict[str, Any]:
+    """`[admin]` with two tokens: `ops` over every tenant, `acme-support` over acme only."""
+    return {
+        "tokens": {
+            "ops": {"token_sha256": hash_key(tokens["ops"])},
+            "acme-support": {"token_sha256": hash_key(tokens["acme-support"]), "tenant": "acme"},
+        }
+    }
+
+
 def chaos_providers(root: str) -> dict[str, dict[str, str]]:
     """`primary` (OpenAI's kind) and `claude` (Anthropic's) on the chaos upstream at `root`,
     both on the key in `UPSTREAM_KEY`."""
@@ -64,15 +75,7 @@ def settings_for(root: str, tmp_path: Path, database_url: str | None = None) -> 
                 "embed": {"targets": ["primary:text-embedding-3-small"]},
             },
             "tenants": {t: {"api_key_sha256": [hash_key(k)]} for t, k in KEYS.items()},
-            "admin": {
-                "tokens": {
-                    "ops": {"token_sha256": hash_key(ADMIN["ops"])},
-                    "acme-support": {
-                        "token_sha256": hash_key(ADMIN["acme-support"]),
-                        "tenant": "acme",
-                    },
-                }
-            },
+            "admin": admin_config(ADMIN),
         },
         environ=environ,
     )
