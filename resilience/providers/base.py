@@ -132,8 +132,7 @@ class SdkAdapter(Generic[C]):
             timeout=self.timeout,
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
         )
-        if self.pool is None:  # the pool caps what it reads itself
-            cap_response_size(self.http_client, settings.max_response_bytes)
+        cap_response_size(self.http_client, settings.max_response_bytes)
         track_sending(self.http_client)
         self._clients: dict[str, C] = {}
         self._channels: dict[int, native.Channel] = {}

@@ -613,8 +613,8 @@ async def test_the_sdk_path_shares_the_same_lean_pool(chaos: ChaosUpstream) -> N
 
 
 async def test_an_sdk_answer_over_the_size_cap_is_an_invalid_response() -> None:
-    """The pool under the SDK client caps the answer itself (the adapter puts no second
-    cap on that client): a declared length over `max_response_bytes` fails the call."""
+    """The pool under the SDK client caps the answer itself: a declared length over
+    `max_response_bytes` fails the call before its body is read."""
     async with raw_server(answer_each(ok(b"x" * 5000))) as server:
         settings = ProviderSettings(
             kind="openai", api_key="k", base_url=f"{server.url}/v1", max_response_bytes=4096
