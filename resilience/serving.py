@@ -26,10 +26,14 @@ async def serve_asgi(
         import uvicorn
     except ImportError as exc:
         raise missing("uvicorn", "gateway", "serving an ASGI app") from exc
+    from resilience.one_write import PROTOCOL
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan=lifespan))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="critical", lifespan=lifespan, http=PROTOCOL)
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

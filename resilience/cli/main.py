@@ -59,8 +59,11 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["RESILIENCE_CONFIG"] = args.config
     if args.body_read_timeout_s is not None:
         os.environ["RESILIENCE_BODY_READ_TIMEOUT_S"] = str(args.body_read_timeout_s)
+    from resilience.one_write import PROTOCOL
+
     run = functools.partial(
         uvicorn.run,
+        http=PROTOCOL,  # each answer's head and body in one write
         host=args.host,
         port=args.port,
         log_level="info",
