@@ -22,7 +22,7 @@ from typing import Any
 import httpx2
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from resilience.client.outcomes import OutcomeStatus, Result, TargetOutcome
 from resilience.client.resilient import ResilientClient
@@ -51,6 +51,7 @@ from resilience.formats.wire import (
     openai_model_list,
 )
 from resilience.gateway.catalog import models_for
+from resilience.gateway.event_stream import EventStreamResponse
 from resilience.gateway.metrics import GatewayMetrics
 from resilience.models import json_problem, shown
 from resilience.providers.native import NativeApi
@@ -329,7 +330,7 @@ class ModelEndpoints:
             )
         self._record(started, opened, None)
         writer = AnthropicStreamWriter("") if anthropic else OpenAIStreamWriter("")
-        return StreamingResponse(
+        return EventStreamResponse(
             _frames(opened, writer), media_type="text/event-stream", headers=headers_for(opened)
         )
 
@@ -364,8 +365,8 @@ async def _frames(stream: ResilientStream[bytes], writer: Writer) -> AsyncIterat
     """The events as they arrive; a failure after output began ends with the format's error
     event, never silently.
 
-    When the caller disconnects, Starlette cancels this generator: the `finally`
-    closes the upstream stream at once, neutral for the breaker.
+    When the caller disconnects, `EventStreamResponse` cancels the request's task here: the
+    `finally` closes the upstream stream at once, neutral for the breaker.
     """
     try:
         async for frame in stream:
