@@ -396,7 +396,8 @@ class DatabaseSink:
             if remaining <= 0 or self._closing:
                 break
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                async with asyncio.timeout(remaining):  # no task per row, as wait_for makes
+                    batch.append(await self._queue.get())
             except TimeoutError:
                 break
             batch.extend(self._drain_nowait(self._batch_size - len(batch)))
