@@ -4,8 +4,8 @@ uvicorn writes a response's status line and headers when the app sends
 `http.response.start`, and the body in a second write. On loopback and on a busy host,
 the first write wakes the client, which can take the CPU from the server before the
 second one goes out: the client then waits for the rest of an answer that is already
-built. `bench/gateway.py` measured that wait at about 0.25 ms per request on a 2-core
-VM, the largest single step of the gateway's own time (docs/performance.md).
+built. On a 2-core VM, sending both in one write took about 0.15 ms off the gateway's
+added p50 in `bench/gateway.py`.
 
 `OneWriteTransport` holds what uvicorn's protocol writes until the event loop's next
 turn (`loop.call_soon`), so everything written in one turn leaves in one `write`: the

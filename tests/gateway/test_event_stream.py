@@ -163,3 +163,27 @@ async def test_a_send_refused_by_an_asgi_2_4_server_is_a_client_disconnect() -> 
     with pytest.raises(ClientDisconnect):
         await response({**SCOPE, "asgi": {"spec_version": "2.4"}}, receive, send)
     assert events.closed
+
+
+async def test_a_receive_that_fails_leaves_the_stream_to_finish() -> None:
+    events = Events(b"first")
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        raise RuntimeError("this app's receive cannot be watched")
+
+    response = EventStreamResponse(events(), media_type="text/event-stream")
+    task = asyncio.create_task(response(SCOPE, receive, send))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    events.queue.put_nowait(b"second")
+    events.queue.put_nowait(None)
+    await asyncio.wait_for(task, 5)
+    assert [m["body"] for m in sent if m["type"] == "http.response.body"] == [
+        b"first",
+        b"second",
+        b"",
+    ]
