@@ -202,6 +202,7 @@ LAYERS = (
     "formats",
     "client",
     "embed",
+    "one_write",
     "serving",
     "chaos",
     "gateway",
