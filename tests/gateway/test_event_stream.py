@@ -57,6 +57,15 @@ class Events:
             self.closed = True
 
 
+async def started(caller: Caller, events: Events) -> asyncio.Task[None]:
+    """The response running, its first event sent and its watcher waiting."""
+    response = EventStreamResponse(events(), media_type="text/event-stream")
+    task = asyncio.create_task(response(SCOPE, caller.receive, caller.send))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    return task
+
+
 async def test_the_head_and_events_are_starlettes() -> None:
     ours, theirs = Caller(), Caller()
     for response, caller in (
@@ -84,10 +93,7 @@ async def test_the_first_event_is_sent_before_any_other_task_runs() -> None:
 
 async def test_a_disconnect_ends_the_stream_closes_the_events_and_is_absorbed() -> None:
     caller, events = Caller(), Events(b"first")
-    response = EventStreamResponse(events(), media_type="text/event-stream")
-    task = asyncio.create_task(response(SCOPE, caller.receive, caller.send))
-    for _ in range(3):
-        await asyncio.sleep(0)
+    task = await started(caller, events)
     assert caller.bodies == [b"first"] and caller.receives == 1
     caller.gone.set()  # the caller goes away while the next event is awaited
     await asyncio.wait_for(task, 5)  # returns, not cancelled
@@ -124,10 +130,7 @@ async def test_a_disconnect_after_the_last_event_changes_nothing() -> None:
 
 async def test_a_cancellation_from_elsewhere_goes_on() -> None:
     caller, events = Caller(), Events(b"first")
-    response = EventStreamResponse(events(), media_type="text/event-stream")
-    task = asyncio.create_task(response(SCOPE, caller.receive, caller.send))
-    for _ in range(3):
-        await asyncio.sleep(0)
+    task = await started(caller, events)
     task.cancel()  # the server stopping
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -136,10 +139,7 @@ async def test_a_cancellation_from_elsewhere_goes_on() -> None:
 
 async def test_a_cancellation_from_elsewhere_goes_on_even_beside_a_disconnect() -> None:
     caller, events = Caller(), Events(b"first")
-    response = EventStreamResponse(events(), media_type="text/event-stream")
-    task = asyncio.create_task(response(SCOPE, caller.receive, caller.send))
-    for _ in range(3):
-        await asyncio.sleep(0)
+    task = await started(caller, events)
     caller.gone.set()
     await asyncio.sleep(0)  # the watcher cancels the stream ...
     task.cancel()  # ... and the server stops too
