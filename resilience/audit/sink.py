@@ -171,6 +171,8 @@ class DatabaseSink:
         self.stats = SinkStats()
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(queue_size)
         self._overflow: list[_Pending] = []
+        self._in_hand: tuple[list[_Pending], ...] = ()
+        """The rows the writer has taken and not yet settled (`_step`): still pending."""
         self._batch_size = batch_size
         self._batch_age_s = batch_age_s
         self._retry_base_s = retry_base_s
@@ -335,7 +337,8 @@ class DatabaseSink:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize() + len(self._overflow)
+        in_hand = sum(len(rows) for rows in self._in_hand)
+        return self._queue.qsize() + len(self._overflow) + in_hand
 
     def backlog(self) -> dict[str, int]:
         """Rows not in the database yet: in memory, and in the spool files."""
@@ -361,35 +364,44 @@ class DatabaseSink:
                 return
 
     async def _step(self) -> bool:
-        """One batch; True once closing and everything is written or spooled."""
-        batch = await self._next_batch()
-        journal = self.journal
-        if journal is not None and journal.fsync == "batch" and journal.dirty:
-            await asyncio.to_thread(journal.sync)
-        overflow = self._take_overflow()
+        """One batch; True once closing and everything is written or spooled.
+
+        The rows it holds count in `pending` until settled; stopped anywhere (an error, a
+        cancellation), it puts them back in front of the overflow (ids dedupe a retry)."""
+        batch: list[_Pending] = []
+        overflow: list[_Pending] = []
+        self._in_hand = (batch, overflow)
         try:
+            await self._next_batch(batch)
+            journal = self.journal
+            if journal is not None and journal.fsync == "batch" and journal.dirty:
+                await asyncio.to_thread(journal.sync)
+            overflow.extend(self._take_overflow())
             if overflow:
                 self.stats.spooled += await self._spool([_Row({}, p.record) for p in overflow])
                 self._settled(overflow)
-                overflow = []
+                overflow.clear()
+            wrote = bool(batch)
             if batch:
                 await self._write_or_spool(batch)
-                self._settled(batch)
-        except BaseException:  # cancelled too: keep them for the next try (ids dedupe)
+        except BaseException:
             self._overflow[:0] = overflow + batch
             raise
+        finally:
+            self._in_hand = ()
         if self._closing and self._queue.empty() and not self._overflow:
             if self.stats.database_up and self.spool.pending():
                 await self._replay()
             return True
-        if not batch and not self._closing and self.spool.pending():
+        if not wrote and not self._closing and self.spool.pending():
             await self._replay()  # idle with a backlog: it needs no new event to go out
         return False
 
-    async def _next_batch(self) -> list[_Pending]:
-        batch = self._drain_nowait(self._batch_size)
+    async def _next_batch(self, batch: list[_Pending]) -> None:
+        """Fill `batch` with up to a batch's rows, waiting at most the batch age for them."""
+        batch.extend(self._drain_nowait(self._batch_size))
         if len(batch) >= self._batch_size or self._closing:
-            return batch
+            return
         deadline = self._clock() + self._batch_age_s
         while len(batch) < self._batch_size:
             remaining = deadline - self._clock()
@@ -401,15 +413,19 @@ class DatabaseSink:
             except TimeoutError:
                 break
             batch.extend(self._drain_nowait(self._batch_size - len(batch)))
-        return batch
 
     async def _write_or_spool(self, batch: list[_Pending]) -> None:
+        """`batch` into the database, or what it could not take into the spool; emptied
+        (settled) as soon as every row is in one of them, before any backoff or replay."""
         rows = await self._bind([_Row({}, p.record) for p in batch])
         settled = await self._settle(rows)
         self.stats.written += settled.written
         if settled.error is not None:
             self.stats.failed_batches += 1
             self.stats.spooled += await self._spool(settled.unwritten)
+        self._settled(batch)
+        batch.clear()
+        if settled.error is not None:
             await self._unreachable(settled.error)
             return
         self._reachable()
@@ -509,11 +525,12 @@ class DatabaseSink:
         for row, error in bad:
             await self._quarantine(row, error)
         try:
-            count = await asyncio.to_thread(self.spool.append_lines, lines)
+            count = await asyncio.to_thread(self.spool.write_lines, lines)
         except Exception:
             self.stats.spool_errors += 1
             self.stats.spool_ok = False
             raise
+        self.spool.rows += count  # on the loop: the caller lets go of them in this step
         self.stats.spool_ok = True
         return count
 

@@ -42,6 +42,14 @@ class Spool:
         return self.append_lines([self.encode(row) for row in rows])
 
     def append_lines(self, lines: list[str]) -> int:
+        written = self.write_lines(lines)
+        self.rows += written
+        return written
+
+    def write_lines(self, lines: list[str]) -> int:
+        """`append_lines` without counting them in `rows`: for a caller on another thread,
+        which counts them on its own (the sink, on the event loop, in the same step as it
+        lets go of them, so no moment shows them twice)."""
         if not lines:
             return 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +61,6 @@ class Spool:
             file.write("".join(lines).encode("utf-8"))
             file.flush()
             os.fsync(file.fileno())
-        self.rows += len(lines)
         return len(lines)
 
     def claim(self) -> Path | None:

@@ -150,3 +150,23 @@ async def test_neither_database_nor_spool_available_keeps_events_and_the_writer(
     sink._task.cancel()
     await asyncio.gather(sink._task, return_exceptions=True)
     await engine.dispose()
+
+
+async def test_rows_the_writer_holds_still_count_as_pending_and_survive_its_cancellation(
+    tmp_path: Path,
+) -> None:
+    """While the writer collects a batch (up to its age), the rows it took are pending,
+    and a cancellation then (a stuck shutdown) puts them back rather than dropping them."""
+    engine = create_engine(DEAD)
+    sink = DatabaseSink(engine, spool_path=tmp_path / "spool.jsonl", batch_age_s=60)
+    await sink.start()
+    await until(lambda: sink._caught_up.is_set())
+    for e in events(3):
+        sink.emit(e)
+    await until(lambda: sink._queue.empty())  # taken by the writer, which waits for more
+    assert sink.pending == 3
+    # the writer is still waiting out the batch age: the close's bound cancels it, and
+    # what it held is spooled with the rest
+    await sink.aclose(timeout_s=0.05)
+    assert Spool(tmp_path / "spool.jsonl").recount() == 3
+    await engine.dispose()
