@@ -4,7 +4,8 @@ Starlette's `StreamingResponse`, under a server that speaks ASGI 2.3 (uvicorn), 
 task group: the events are sent from a new task while the request's task waits for the
 disconnect. The first event then waits for that task to be scheduled, and the group's
 set-up sits on every stream's time to first byte: sending from the request's task took
-about 0.18 ms off the gateway's at p50 in `bench/gateway.py` on a 2-core VM.
+0.13 to 0.19 ms off the gateway's at p50 (`bench/gateway.py`'s streams, A/B in one run, on
+a 2-core VM).
 
 `EventStreamResponse` sends the head and the events from the request's task, so the
 head and the first event leave together (`resilience.one_write`). After the first event a
