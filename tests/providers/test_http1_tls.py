@@ -14,7 +14,7 @@ import shutil
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,17 +126,18 @@ def trusting(certificate: Certificate) -> ssl.SSLContext:
 async def test_a_verified_server_answers_and_its_connection_is_reused(
     certificate: Certificate,
 ) -> None:
-    async with tls_server(certificate) as (port, heads):
-        pool = Pool(f"https://localhost:{port}/v1", PATIENT, ssl_context=trusting(certificate))
-        try:
-            for _ in range(2):
-                answer = await pool.open("POST", "/v1/chat/completions", {}, b"{}")
-                assert answer.status_code == 200
-                assert await answer.aread() == ANSWER
-                await answer.aclose()
-            assert pool.idle == 1  # one TLS connection carried both
-        finally:
-            await pool.aclose()
+    async with (
+        tls_server(certificate) as (port, heads),
+        aclosing(
+            Pool(f"https://localhost:{port}/v1", PATIENT, ssl_context=trusting(certificate))
+        ) as pool,
+    ):
+        for _ in range(2):
+            answer = await pool.open("POST", "/v1/chat/completions", {}, b"{}")
+            assert answer.status_code == 200
+            assert await answer.aread() == ANSWER
+            await answer.aclose()
+        assert pool.idle == 1  # one TLS connection carried both
     assert len(heads) == 2
     assert heads[0].startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
     assert f"host: localhost:{port}\r\n".encode() in heads[0]
@@ -147,25 +148,25 @@ async def test_the_default_context_trusts_what_ssl_cert_file_names(
 ) -> None:
     """No context given: httpx2's default, which reads `SSL_CERT_FILE` as httpx2 does."""
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
-    async with tls_server(certificate) as (port, _):
-        pool = Pool(f"https://localhost:{port}", PATIENT)
-        try:
-            answer = await pool.open("POST", "/v1/chat/completions", {}, b"{}")
-            assert await answer.aread() == ANSWER
-            await answer.aclose()
-        finally:
-            await pool.aclose()
+    async with (
+        tls_server(certificate) as (port, _),
+        aclosing(Pool(f"https://localhost:{port}", PATIENT)) as pool,
+    ):
+        answer = await pool.open("POST", "/v1/chat/completions", {}, b"{}")
+        assert await answer.aread() == ANSWER
+        await answer.aclose()
 
 
 async def test_an_untrusted_certificate_is_a_connect_error(certificate: Certificate) -> None:
-    async with tls_server(certificate) as (port, heads):
-        pool = Pool(f"https://localhost:{port}", PATIENT, ssl_context=ssl.create_default_context())
-        try:
-            with pytest.raises(httpx2.ConnectError) as caught:
-                await pool.open("POST", "/v1/chat/completions", {}, b"{}")
-            assert (pool.in_use, pool.idle) == (0, 0)
-        finally:
-            await pool.aclose()
+    async with (
+        tls_server(certificate) as (port, heads),
+        aclosing(
+            Pool(f"https://localhost:{port}", PATIENT, ssl_context=ssl.create_default_context())
+        ) as pool,
+    ):
+        with pytest.raises(httpx2.ConnectError) as caught:
+            await pool.open("POST", "/v1/chat/completions", {}, b"{}")
+        assert (pool.in_use, pool.idle) == (0, 0)
     assert heads == []  # nothing was sent to a server the client could not verify
     assert classify(caught.value).kind is ErrorKind.NETWORK
 
@@ -174,13 +175,14 @@ async def test_a_certificate_for_another_name_is_a_connect_error(
     certificate: Certificate,
 ) -> None:
     """The certificate names `localhost`; reached as 127.0.0.1 it must not be accepted."""
-    async with tls_server(certificate) as (port, heads):
-        pool = Pool(f"https://127.0.0.1:{port}", PATIENT, ssl_context=trusting(certificate))
-        try:
-            with pytest.raises(httpx2.ConnectError):
-                await pool.open("POST", "/v1/chat/completions", {}, b"{}")
-        finally:
-            await pool.aclose()
+    async with (
+        tls_server(certificate) as (port, heads),
+        aclosing(
+            Pool(f"https://127.0.0.1:{port}", PATIENT, ssl_context=trusting(certificate))
+        ) as pool,
+    ):
+        with pytest.raises(httpx2.ConnectError):
+            await pool.open("POST", "/v1/chat/completions", {}, b"{}")
     assert heads == []
 
 
