@@ -181,15 +181,13 @@ class Channel:
         body: Mapping[str, Any],
         headers: Mapping[str, str] | None,
     ) -> Answer:
+        extra = headers or None
         prepared = self._prepared.get(api)
         if prepared is None:
-            target = self.url(api).raw_path.decode("ascii")
-            prepared = self._prepared[api] = pool.prepare("POST", target, self._headers)
-        extra = headers or None
+            prepared = self._prepared[api] = pool.prepare("POST", self._target(api), self._headers)
         if headers and any(name.lower() in self._lowered for name in headers):
             # the caller's own value wins over the client's, as in `request`
-            target = self.url(api).raw_path.decode("ascii")
-            prepared = pool.prepare("POST", target, {**self._headers, **headers})
+            prepared = pool.prepare("POST", self._target(api), {**self._headers, **headers})
             extra = None
         answer = await pool.send(prepared, encode(body), extra=extra)
         if not 200 <= answer.status_code < 300:
@@ -200,6 +198,10 @@ class Channel:
             response = self._as_httpx(api, answer, raw)
             raise self.sdk._make_status_error_from_response(response)
         return Answer(answer, None, lambda: self._as_httpx(api, answer, b""))
+
+    def _target(self, api: NativeApi) -> str:
+        """The request line's target of `api`: the base URL's path and the endpoint's."""
+        return self.url(api).raw_path.decode("ascii")
 
     def _as_httpx(self, api: NativeApi, answer: http1.Response, raw: bytes) -> httpx2.Response:
         """The answer as httpx2's type, for the SDK's error constructors (failures only)."""
