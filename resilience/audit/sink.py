@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -161,7 +160,6 @@ class DatabaseSink:
         retry_base_s: float = 0.5,
         retry_max_s: float = 10.0,
         sleep: Sleep = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.spool = Spool(spool_path)
@@ -175,10 +173,13 @@ class DatabaseSink:
         """The rows the writer has taken and not yet settled (`_step`): still pending."""
         self._batch_size = batch_size
         self._batch_age_s = batch_age_s
+        self._wanted = batch_size
+        """Rows the queue must hold for `_filled` to wake the writer before the batch age."""
+        self._filled = asyncio.Event()
+        """Set once the queue holds `_wanted` rows, or on close: one wake-up per batch."""
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
         self._sleep = sleep
-        self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._failures = 0
@@ -228,10 +229,15 @@ class DatabaseSink:
             self.stats.journaled += 1
 
     def _queue_row(self, pending: _Pending) -> None:
+        queue = self._queue
         try:
-            self._queue.put_nowait(pending)
+            queue.put_nowait(pending)
         except asyncio.QueueFull:
             self._overflow.append(pending)
+            self._filled.set()
+        else:
+            if queue.qsize() >= self._wanted:
+                self._filled.set()
         self.stats.queued += 1
 
     def _spool_now(self, record: Record) -> None:
@@ -282,6 +288,7 @@ class DatabaseSink:
         if self._task is None:
             return
         self._closing = True
+        self._filled.set()  # a writer waiting for its batch to fill goes now
         task, self._task = self._task, None
         try:
             try:
@@ -398,21 +405,23 @@ class DatabaseSink:
         return False
 
     async def _next_batch(self, batch: list[_Pending]) -> None:
-        """Fill `batch` with up to a batch's rows, waiting at most the batch age for them."""
+        """Fill `batch` with up to a batch's rows, waiting at most the batch age for them.
+
+        The writer sleeps until the queue holds the rest of a batch (or the age is reached,
+        or the sink closes), not row by row: a row queued wakes no task, so a request pays
+        for its row's queueing only, not for the writer's turn."""
         batch.extend(self._drain_nowait(self._batch_size))
         if len(batch) >= self._batch_size or self._closing:
             return
-        deadline = self._clock() + self._batch_age_s
-        while len(batch) < self._batch_size:
-            remaining = deadline - self._clock()
-            if remaining <= 0 or self._closing:
-                break
+        self._wanted = self._batch_size - len(batch)
+        self._filled.clear()
+        if self._queue.qsize() < self._wanted and not self._closing:
             try:
-                async with asyncio.timeout(remaining):  # no task per row, as wait_for makes
-                    batch.append(await self._queue.get())
+                async with asyncio.timeout(self._batch_age_s):
+                    await self._filled.wait()
             except TimeoutError:
-                break
-            batch.extend(self._drain_nowait(self._batch_size - len(batch)))
+                pass
+        batch.extend(self._drain_nowait(self._batch_size - len(batch)))
 
     async def _write_or_spool(self, batch: list[_Pending]) -> None:
         """`batch` into the database, or what it could not take into the spool; emptied

@@ -122,6 +122,29 @@ async def test_shutdown_flushes_the_queue_and_spools_later_events(
     assert await rows(engine) == 503
 
 
+async def test_rows_wake_the_writer_once_per_batch_and_a_close_wakes_it_at_once(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """A queued row wakes no task: the writer sleeps until a batch is full (or old), so a
+    request does not pay for the writer's turn; a close does not wait out the batch age."""
+    sink = DatabaseSink(engine, spool_path=tmp_path / "spool.jsonl", batch_size=4, batch_age_s=60)
+    await sink.start()
+    await until(lambda: sink._caught_up.is_set())
+    await until(lambda: not sink._filled.is_set())  # the writer waits for a batch
+    for e in events(3):
+        sink.emit(e)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sink._queue.qsize() == 3 and sink.pending == 3  # three rows: nothing woke
+    sink.emit(events(1, tenant="fourth")[0])  # the fourth fills the batch
+    await until(lambda: sink.stats.written == 4)
+    for e in events(2, tenant="late"):
+        sink.emit(e)
+    await sink.aclose(timeout_s=5)  # the 60 s age is not waited out: both are written
+    assert sink.stats.written == 6 and sink.stats.spooled == 0
+    assert await rows(engine) == 6
+
+
 async def test_a_sink_that_is_never_started_spools(tmp_path: Path) -> None:
     engine = create_engine(DEAD)
     sink = DatabaseSink(engine, spool_path=tmp_path / "spool.jsonl")
@@ -155,18 +178,31 @@ async def test_neither_database_nor_spool_available_keeps_events_and_the_writer(
 async def test_rows_the_writer_holds_still_count_as_pending_and_survive_its_cancellation(
     tmp_path: Path,
 ) -> None:
-    """While the writer collects a batch (up to its age), the rows it took are pending,
-    and a cancellation then (a stuck shutdown) puts them back rather than dropping them."""
-    engine = create_engine(DEAD)
-    sink = DatabaseSink(engine, spool_path=tmp_path / "spool.jsonl", batch_age_s=60)
-    await sink.start()
-    await until(lambda: sink._caught_up.is_set())
-    for e in events(3):
-        sink.emit(e)
-    await until(lambda: sink._queue.empty())  # taken by the writer, which waits for more
-    assert sink.pending == 3
-    # the writer is still waiting out the batch age: the close's bound cancels it, and
-    # what it held is spooled with the rest
-    await sink.aclose(timeout_s=0.05)
-    assert Spool(tmp_path / "spool.jsonl").recount() == 3
-    await engine.dispose()
+    """While the writer holds a batch (here: stuck on a database that accepts connections
+    and never answers), its rows are pending, and a cancellation then (a stuck shutdown)
+    puts them back rather than dropping them."""
+    accepted = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()  # never answers; the client gives up or is cancelled
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    engine = create_engine(f"postgresql://postgres@127.0.0.1:{port}/test")
+    sink = DatabaseSink(engine, spool_path=tmp_path / "spool.jsonl", batch_size=3)
+    try:
+        await sink.start()
+        await until(lambda: sink._caught_up.is_set())
+        for e in events(3):
+            sink.emit(e)
+        await asyncio.wait_for(accepted.wait(), 10)  # the writer took the batch: it connects
+        assert sink._queue.empty()
+        assert sink.pending == 3
+        # the close's bound cancels the stuck writer; what it held is spooled with the rest
+        await sink.aclose(timeout_s=0.05)
+        assert Spool(tmp_path / "spool.jsonl").recount() == 3
+    finally:
+        server.close()
+        await engine.dispose()
