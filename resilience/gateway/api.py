@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx2
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from resilience.client.outcomes import OutcomeStatus, Result, TargetOutcome
 from resilience.client.resilient import ResilientClient
@@ -67,14 +68,7 @@ async def read_json(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
-    parts: list[bytes] = []
-    size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise BodyTooLarge
-        parts.append(part)
-    body = b"".join(parts)
+    body = await _body_within(request.receive, limit)
     try:
         value = _STRICT.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except _NotFinite:
@@ -89,6 +83,25 @@ async def read_json(request: Request, limit: int) -> Any:
         if problem is not None:
             raise WireError(problem)
     return value
+
+
+async def _body_within(receive: Receive, limit: int) -> bytes:
+    """The body's messages joined once; read from `receive` as Starlette's `stream()` does,
+    without its generator: most bodies are one message."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            part = message.get("body", b"")
+            size += len(part)
+            if size > limit:
+                raise BodyTooLarge
+            parts.append(part)
+            if not message.get("more_body", False):
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect
 
 
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
@@ -183,16 +196,18 @@ class ModelEndpoints:
     ) -> None:
         metrics = self._metrics
         if result is not None:
-            took = time.perf_counter() - started
-            fell_back = len(result.outcomes) > 1
-            provider = result.target.provider
-            metrics.answered(current_tenant_or_none(), provider, result.attempts, fell_back, took)
+            self._answered(result, time.perf_counter() - started)
             return
         tenant = metrics.tenant(current_tenant_or_none())
         outcome = "all_targets_failed" if isinstance(exc, AllTargetsFailed) else "refused"
         if isinstance(exc, ProviderError):
             outcome = str(exc.kind)
         metrics.requests.labels(tenant, "", outcome).inc()
+
+    def _answered(self, result: Result[Any] | ResilientStream[Any], took: float) -> None:
+        fell_back = len(result.outcomes) > 1
+        provider = result.target.provider
+        self._metrics.answered(current_tenant_or_none(), provider, result.attempts, fell_back, took)
 
     def _failure(self, started: float, exc: Exception, *, anthropic: bool) -> Response:
         """Counted, then answered as `failure_response` does, or 429 when the tenant's own
@@ -324,15 +339,31 @@ class ModelEndpoints:
         except Exception as exc:
             return self._failure(started, exc, anthropic=anthropic)
         if not stream:
-            self._record(started, result, None)
-            return Response(
-                result.value.body, media_type="application/json", headers=headers_for(result)
+            took = time.perf_counter() - started
+            return _CountedAfter(
+                result.value.body, headers_for(result), lambda: self._answered(result, took)
             )
         self._record(started, opened, None)
         writer = AnthropicStreamWriter("") if anthropic else OpenAIStreamWriter("")
         return EventStreamResponse(
             _frames(opened, writer), media_type="text/event-stream", headers=headers_for(opened)
         )
+
+
+class _CountedAfter(Response):
+    """A JSON answer whose `count` runs once it is sent, sent or not: `resilience serve`'s
+    protocol writes a complete response at once (`resilience.one_write`), so counting it
+    in the metrics is not on the caller's time."""
+
+    def __init__(self, body: bytes, headers: Mapping[str, str], count: Callable[[], None]):
+        super().__init__(body, media_type="application/json", headers=headers)
+        self._count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._count()
 
 
 _STREAMING = frozenset({"openai.chat", "anthropic.messages"})

@@ -9,7 +9,6 @@ alone (a streaming answer listens on it for the client going away).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from resilience.client.cutoff import Cutoff
 from resilience.tenancy.middleware import OPENAI_ERRORS, ErrorFormat, ErrorFormatFor
 
 DEFAULT_BODY_READ_TIMEOUT_S = 10.0
@@ -60,8 +60,8 @@ class BodyReadTimeoutMiddleware:
                 return await receive()
             remaining = deadline - self._clock()
             try:
-                # a timeout scope, not wait_for: no task per message on every request's path
-                async with asyncio.timeout(max(remaining, 0.0)):
+                # `Cutoff`, not asyncio.timeout: no loop timer armed and cancelled per request
+                with Cutoff(max(remaining, 0.0)):
                     message = await receive()
             except TimeoutError:
                 raise BodyReadTimeout from None
