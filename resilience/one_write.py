@@ -10,8 +10,10 @@ added p50 in `bench/gateway.py`.
 `OneWriteTransport` holds what uvicorn's protocol writes until the event loop's next
 turn (`loop.call_soon`), so everything written in one turn leaves in one `write`: the
 head with a `Response`'s body, or with a stream's first event when it is already there.
-Nothing waits longer than that turn; a stream's later events leave as they come. `close`
-sends what is held first; `abort` drops it, as the real transport drops its own buffer.
+Nothing waits longer than that turn, and a response leaves as soon as it is complete
+(`on_response_complete`), before anything the app does after it; a stream's later
+events leave as they come. `close` sends what is held first; `abort` drops it, as the
+real transport drops its own buffer.
 
 `OneWriteHttpToolsProtocol` is uvicorn's httptools protocol on such a transport.
 `resilience serve` and `resilience.serving.serve_asgi` run uvicorn with it (`PROTOCOL`);
@@ -109,7 +111,14 @@ class OneWriteTransport(asyncio.Transport):
 
 
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a `OneWriteTransport`."""
+    """uvicorn's httptools protocol on a `OneWriteTransport`; a response that is complete
+    leaves at once, so what the app does after it (counting it in metrics) runs after."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(OneWriteTransport(transport, self.loop))
+
+    def on_response_complete(self) -> None:
+        transport = self.transport
+        if isinstance(transport, OneWriteTransport):
+            transport.flush()
+        super().on_response_complete()

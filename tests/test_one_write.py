@@ -109,6 +109,33 @@ async def test_the_rest_of_the_transport_is_the_real_one() -> None:
     assert transport.get_write_buffer_size() == 7
 
 
+async def test_a_complete_response_leaves_before_what_the_app_does_after_it() -> None:
+    """The protocol writes a response at once when it is complete, so work the app does
+    after sending it (the gateway's metrics) is not on the caller's time."""
+    real = RecordingTransport()
+    seen_after: list[list[bytes]] = []
+    done = asyncio.Event()
+
+    class Then(Response):
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            await super().__call__(scope, receive, send)
+            seen_after.append(list(real.writes))  # what had left when the app went on
+            done.set()
+
+    async def hello(request: Request) -> Response:
+        return Then(b"hello", media_type="text/plain")
+
+    config = uvicorn.Config(Starlette(routes=[Route("/hello", hello)]), lifespan="off")
+    protocol = OneWriteHttpToolsProtocol(config, uvicorn.server.ServerState(), {})
+    protocol.connection_made(real)
+    protocol.data_received(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+    await asyncio.wait_for(done.wait(), 5)
+    (writes,) = seen_after
+    assert len(writes) == 1 and writes[0].startswith(b"HTTP/1.1 200 OK\r\n"), writes
+    assert writes[0].endswith(b"\r\n\r\nhello")
+    protocol.connection_lost(None)
+
+
 def app() -> Starlette:
     async def hello(request: Request) -> Response:
         return Response(b"x" * 2000, media_type="text/plain")
