@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
+from typing import Any
 
 import anthropic
 import openai
@@ -13,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.routing import BaseRoute, Mount
 
 from resilience.chaos import Fault
+from resilience.gateway.api import _CountedAfter
 from tests.support.gateway import KEYS, Running
 
 
@@ -310,6 +312,29 @@ async def test_metrics_parse_and_count_requests_breakers_and_audit(running: Runn
     assert ("primary", "open") in states
     assert "resilience_audit_queued" in families
     assert "resilience_upstream_latency_seconds" in families
+
+
+async def test_an_answer_is_counted_after_it_is_sent_and_when_the_caller_is_gone() -> None:
+    """The metrics count of an answer runs once its messages are sent, or failed to be."""
+    seen: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        seen.append(message["type"])
+
+    scope = {"type": "http"}
+    await _CountedAfter(b"{}", {}, lambda: seen.append("counted"))(scope, receive, send)
+    assert seen == ["http.response.start", "http.response.body", "counted"]
+
+    async def gone(message: MutableMapping[str, Any]) -> None:
+        raise OSError("the caller went away")
+
+    seen.clear()
+    with pytest.raises(OSError):
+        await _CountedAfter(b"{}", {}, lambda: seen.append("counted"))(scope, receive, gone)
+    assert seen == ["counted"]
 
 
 async def test_admin_providers_reports_health_per_provider_and_model(running: Running) -> None:
