@@ -60,6 +60,8 @@ from resilience.usage.record import UsageRecord
 logger = logging.getLogger("resilience.audit")
 
 REPLAY_BATCH = 1000
+LOCK_POLL_S = 0.05
+"""How often a starting sink asks again for the replay lock another process holds."""
 
 
 Record = BreakerTransition | UsageRecord
@@ -355,7 +357,7 @@ class DatabaseSink:
 
     async def _run(self) -> None:
         try:
-            await self._replay()
+            await self._replay(wait=True)
         except Exception:  # e.g. the spool's disk: the loop below retries
             logger.exception("audit: replaying the spool failed; retrying")
         finally:
@@ -483,13 +485,35 @@ class DatabaseSink:
         async with self.engine.begin() as connection:
             await connection.execute(self._inserts[table], params)
 
-    async def _replay(self) -> None:
+    async def _replay(self, *, wait: bool = False) -> None:
         """Replay what is spooled: a claimed file left by an earlier replay first, then the
-        spool. A rejected row is quarantined; an outage keeps the unwritten rows spooled."""
+        spool. A rejected row is quarantined; an outage keeps the unwritten rows spooled.
+
+        One replayer at a time per spool (`Spool.try_lock`): while another process holds
+        it this one skips, or with `wait` (the start, so `caught_up` means replayed) polls
+        for it until the sink closes. The rows count is read from the files at the end,
+        as other processes sharing the spool append and replay too."""
+        while not await asyncio.to_thread(self.spool.try_lock):
+            if not wait or self._closing:
+                return
+            await asyncio.sleep(LOCK_POLL_S)
+        unreachable: BaseException | None = None
+        try:
+            unreachable = await self._replay_files()
+            if unreachable is None:
+                self.spool.rows = await asyncio.to_thread(self.spool.count)
+        finally:
+            self.spool.unlock()
+        if unreachable is not None:  # the backoff, without the lock: others may replay
+            await self._unreachable(unreachable, replay=True)
+
+    async def _replay_files(self) -> BaseException | None:
+        """`_replay` under the lock; the error that stopped it when the database could not
+        be reached (the rows it did not write are kept in the claimed file)."""
         for _ in range(2):  # the leftover claimed file, then the spool behind it
             path = await asyncio.to_thread(self.spool.claim)
             if path is None:
-                return
+                return None
             loaded, unreadable = await asyncio.to_thread(self.spool.load, path)
             for line in unreadable:
                 await self._quarantine({"line": line}, "unreadable spool line")
@@ -501,13 +525,14 @@ class DatabaseSink:
                 self.stats.replayed += settled.written
                 if settled.error is not None:
                     rest = settled.unwritten + rows[start + REPLAY_BATCH :]
-                    await asyncio.to_thread(self.spool.keep, path, [r.as_json() for r in rest])
+                    kept = [r.as_json() for r in rest]
+                    await asyncio.to_thread(self.spool.keep, path, kept)
                     self.spool.rows -= len(batch) - len(settled.unwritten)
-                    await self._unreachable(settled.error, replay=True)
-                    return
+                    return settled.error
                 self.spool.rows -= len(batch)
                 self._reachable()
             await asyncio.to_thread(self.spool.done, path)
+        return None
 
     async def _bind(self, rows: list[_Row]) -> list[_Row]:
         """The rows with their bound values; one that cannot be bound is quarantined."""

@@ -7,6 +7,13 @@ spool itself, so a leftover never holds newer rows back. A replay paused by an
 outage keeps only the rows it did not settle (inserts are idempotent on the row
 id, so replaying twice never duplicates).
 
+Processes that share a spool (`resilience serve --workers N`, several sinks on one path)
+append to it at any time, but replay it one at a time: a replay holds `<spool>.lock`
+(`flock`), so no replay moves aside or deletes a file another is reading, and none
+replaces a claimed file with a newer spool before its rows were read. An append checks,
+once its lines are on disk, that the file it wrote is still the spool; if a replay moved
+it aside meanwhile, the lines go again into the new spool (replayed twice, inserted once).
+
 Rows the database rejects (bad data, not an outage) go to the dead-letter file
 beside the spool (`<spool>.rejected`), one JSON line each with the error, for an
 operator to inspect: they never block the rows behind them.
@@ -14,6 +21,7 @@ operator to inspect: they never block the rows behind them.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterable
@@ -29,6 +37,8 @@ class Spool:
         self.path = Path(path)
         self.replaying = self.path.with_name(self.path.name + ".replaying")
         self.dead_letter = self.path.with_name(self.path.name + ".rejected")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock_fd = -1
         self.rows = 0
         """Rows waiting in the spool files: `recount()` sets it, appends and replays keep it."""
 
@@ -52,19 +62,49 @@ class Spool:
         lets go of them, so no moment shows them twice)."""
         if not lines:
             return 0
+        data = "".join(lines).encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+b") as file:
-            if file.tell() > 0:  # a line torn by a crash must not swallow the next row
-                file.seek(-1, os.SEEK_END)
-                if file.read(1) != b"\n":
-                    file.write(b"\n")
-            file.write("".join(lines).encode("utf-8"))
-            file.flush()
-            os.fsync(file.fileno())
-        return len(lines)
+        while True:
+            with open(self.path, "a+b") as file:
+                if file.tell() > 0:  # a line torn by a crash must not swallow the next row
+                    file.seek(-1, os.SEEK_END)
+                    if file.read(1) != b"\n":
+                        file.write(b"\n")
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+                if _still_named(file.fileno(), self.path):
+                    return len(lines)
+            # a replay (another process's) claimed the file while it was being written, and
+            # may have read it before these lines: write them again to the spool now there
+            # (a row replayed twice is inserted once: inserts are idempotent on its id)
+
+    def try_lock(self) -> bool:
+        """Take the replay lock (blocking IO: call it in a thread); False while another
+        process or `Spool` object holds it. Held until `unlock`."""
+        if self._lock_fd >= 0:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+        return True
+
+    def unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            os.close(fd)  # releases the flock
 
     def claim(self) -> Path | None:
-        """The file to replay: an interrupted replay first, else the spool moved aside."""
+        """The file to replay: an interrupted replay first, else the spool moved aside.
+        Only under the replay lock (`try_lock`)."""
         if self.replaying.exists():
             return self.replaying
         if self.path.exists() and self.path.stat().st_size > 0:
@@ -141,3 +181,13 @@ class Spool:
             return 0
         with open(self.dead_letter, "rb") as file:
             return sum(1 for line in file if line.strip())
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is still the one at `path` (not moved aside by a claim)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
