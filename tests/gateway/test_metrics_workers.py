@@ -229,3 +229,56 @@ async def test_an_operators_directory_is_emptied_at_start_and_kept(tmp_path: Pat
     assert len(left) == 2
     for path in left:  # a worker that stopped leaves its counts, not its gauges
         assert {family["type"] for family in json.loads(path.read_text())} == {"counter"}
+
+
+NEW_KEY = "gw-key-initech"
+
+
+async def status(root: str, key: str) -> int:
+    """A chat completion's status, on a connection of its own (any worker may answer)."""
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(
+            f"{root}/v1/chat/completions",
+            json=CHAT,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+    return response.status_code
+
+
+async def test_sighup_replaces_every_worker_from_a_good_file_and_none_from_a_bad_one(
+    tmp_path: Path,
+) -> None:
+    """Under `--workers`, uvicorn's supervisor takes SIGHUP: each worker is replaced by one
+    that read the file at its start; a file no worker can start on replaces none, and the
+    running ones keep serving the last good config."""
+    async with ChaosUpstream().serve() as upstream, gateway(tmp_path, upstream, 2) as served:
+        path = tmp_path / "gateway.toml"
+        first = worker_pids(await scrape(served.root))
+        assert await status(served.root, NEW_KEY) == 401
+
+        path.write_text(
+            config(upstream) + f'[tenants.initech]\napi_key_sha256 = ["{hash_key(NEW_KEY)}"]\n'
+        )
+        os.kill(served.process.pid, signal.SIGHUP)
+
+        async def replaced() -> bool:
+            now = worker_pids(await scrape(served.root))
+            return len(now) == 2 and not now & first
+
+        await until(replaced, "both workers replaced")
+        second = worker_pids(await scrape(served.root))
+        for _ in range(10):  # a connection each: whichever worker answers knows the new key
+            assert await status(served.root, NEW_KEY) == 200
+            assert await status(served.root, KEY) == 200
+
+        path.write_text(config(upstream) + "[routes.broken]\ntargets = 42\n")
+        os.kill(served.process.pid, signal.SIGHUP)
+
+        async def refused() -> bool:
+            return "aborting the restart" in served.log.read_text()
+
+        await until(refused, "the supervisor to give up on the bad file")
+        for _ in range(10):
+            assert await status(served.root, NEW_KEY) == 200
+        assert worker_pids(await scrape(served.root)) == second
