@@ -45,6 +45,7 @@ from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Literal, get_args
 
+from resilience.audit.spool import lock_or_close
 from resilience.audit.usage_schema import usage_params
 from resilience.breaker.events import BreakerTransition
 from resilience.usage.record import UsageRecord
@@ -302,14 +303,8 @@ def _lock(path: Path) -> int | None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    if not lock_or_close(fd):
         return None
-    except OSError:
-        os.close(fd)
-        raise
     if not path.exists():  # deleted by its owner between the glob and the lock
         os.close(fd)
         return None

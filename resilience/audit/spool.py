@@ -85,15 +85,9 @@ class Spool:
         if self._lock_fd >= 0:
             return True
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if not lock_or_close(fd):
             return False
-        except BaseException:
-            os.close(fd)
-            raise
         self._lock_fd = fd
         return True
 
@@ -181,6 +175,20 @@ class Spool:
             return 0
         with open(self.dead_letter, "rb") as file:
             return sum(1 for line in file if line.strip())
+
+
+def lock_or_close(fd: int) -> bool:
+    """Take `fd`'s exclusive `flock` without waiting: False, with `fd` closed, while another
+    open file holds it; any other error closes `fd` and goes on."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    except BaseException:
+        os.close(fd)
+        raise
+    return True
 
 
 def _still_named(fd: int, path: Path) -> bool:
