@@ -40,7 +40,8 @@ class Spool:
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock_fd = -1
         self.rows = 0
-        """Rows waiting in the spool files: `recount()` sets it, appends and replays keep it."""
+        """Rows waiting in the spool files: `recount()` sets it, appends and replays keep it
+        (the sink recounts after each replay: other processes may share the files)."""
 
     @staticmethod
     def encode(row: dict[str, Any]) -> str:
