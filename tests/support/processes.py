@@ -4,6 +4,9 @@ for it to answer. No pytest here: `bench/crash.py` runs in bench/.venv, which ha
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
+import random
 import signal
 import socket
 import time
@@ -14,11 +17,38 @@ import httpx
 __all__ = ["Process", "free_port", "wait_up"]
 
 
+BLOCK = 500
+"""Ports per test worker, below Linux's ephemeral range (32768 and up)."""
+
+
+def _block() -> range:
+    """This process's own ports: one block per xdist worker (`gw0`, `gw1`...), another for
+    a run without xdist (a bench), from 10,000 up."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) + 1 if worker[2:].isdigit() else 0
+    start = 10_000 + (index % 40) * BLOCK
+    return range(start, start + BLOCK)
+
+
+_ports = itertools.cycle(_block())
+for _ in range(random.randrange(BLOCK)):  # another run on the machine starts elsewhere
+    next(_ports)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
+    """A port for a server about to start. Not the kernel's pick (`bind(0)`): two workers
+    could each probe the same port free before either server binds it, and one test then
+    talks to the other's server. Each worker takes its own block's ports in turn and skips
+    one something else holds."""
+    for _ in range(BLOCK):
+        port = next(_ports)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
         return port
+    raise RuntimeError(f"no free port in {_block()}")
 
 
 async def wait_up(url: str, timeout_s: float = 30.0) -> None:
