@@ -131,7 +131,7 @@ class TenantMiddleware:
 
     Every http response and websocket accept gets an `x-request-id` header (and the
     format's other `request_id_headers`): the incoming one when it is 1-128 characters
-    of A-Z a-z 0-9 . _ -, else 32 new random hex digits (a uuid4's hex). Refusals: 401
+    of A-Z a-z 0-9 . _ -, else 32 new random hex digits (a uuid4 hex's length). Refusals: 401
     `missing_tenant`, 400 `invalid_tenant`, or what the resolver raised
     (`TenantRejected`); any other error of the resolver (its database is down) 503
     `tenant_lookup_failed` with `Retry-After`, never 401; on a websocket, an http denial
@@ -223,7 +223,7 @@ class TenantMiddleware:
 def _sane_request_id(value: str | None) -> str:
     if value is not None and _REQUEST_ID.fullmatch(value):
         return value
-    return os.urandom(16).hex()  # 128 random bits as uuid4().hex, without building a UUID
+    return os.urandom(16).hex()  # as long as uuid4().hex, without building a UUID
 
 
 def _with_request_id(send: Send, request_id: str, names: tuple[str, ...]) -> Send:
