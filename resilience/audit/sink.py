@@ -415,14 +415,14 @@ class DatabaseSink:
         batch.extend(self._drain_nowait(self._batch_size))
         if len(batch) >= self._batch_size or self._closing:
             return
+        # the queue is empty now: wait for the rest of a batch, the age, or the close
         self._wanted = self._batch_size - len(batch)
         self._filled.clear()
-        if self._queue.qsize() < self._wanted and not self._closing:
-            try:
-                async with asyncio.timeout(self._batch_age_s):
-                    await self._filled.wait()
-            except TimeoutError:
-                pass
+        try:
+            async with asyncio.timeout(self._batch_age_s):
+                await self._filled.wait()
+        except TimeoutError:
+            pass
         batch.extend(self._drain_nowait(self._batch_size - len(batch)))
 
     async def _write_or_spool(self, batch: list[_Pending]) -> None:

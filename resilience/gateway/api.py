@@ -188,40 +188,29 @@ class ModelEndpoints:
         self._sdk_should_retry = sdk_should_retry
         self._created = int(wall())
 
-    def _record(
-        self,
-        started: float,
-        result: Result[Any] | ResilientStream[Any] | None,
-        exc: Exception | None,
-    ) -> None:
-        metrics = self._metrics
-        if result is not None:
-            self._answered(result, time.perf_counter() - started)
-            return
-        tenant = metrics.tenant(current_tenant_or_none())
-        outcome = "all_targets_failed" if isinstance(exc, AllTargetsFailed) else "refused"
-        if isinstance(exc, ProviderError):
-            outcome = str(exc.kind)
-        metrics.requests.labels(tenant, "", outcome).inc()
+    def _refused(self, outcome: str) -> None:
+        """A request no target answered, counted by why."""
+        tenant = self._metrics.tenant(current_tenant_or_none())
+        self._metrics.requests.labels(tenant, "", outcome).inc()
 
     def _answered(self, result: Result[Any] | ResilientStream[Any], took: float) -> None:
+        """A request answered (a stream: opened) after `took` seconds."""
         fell_back = len(result.outcomes) > 1
         provider = result.target.provider
         self._metrics.answered(current_tenant_or_none(), provider, result.attempts, fell_back, took)
 
-    def _failure(self, started: float, exc: Exception, *, anthropic: bool) -> Response:
+    def _failure(self, exc: Exception, *, anthropic: bool) -> Response:
         """Counted, then answered as `failure_response` does, or 429 when the tenant's own
         rate limit is all that held the request back."""
-        limited = outcome = None
+        limited = None
         if isinstance(exc, AllTargetsFailed):
             limited, outcome = own_rate_limit(self._client(), exc), "tenant_rate_limited"
             if limited is None:
                 limited, outcome = own_concurrency_limit(exc), "tenant_concurrency_limited"
         if limited is not None:
-            tenant = self._metrics.tenant(current_tenant_or_none())
-            self._metrics.requests.labels(tenant, "", outcome).inc()
+            self._refused(outcome)
         else:
-            self._record(started, None, exc)
+            self._refused(_outcome_of(exc))
             relayed = self._relayed(exc, anthropic=anthropic)
             if relayed is not None:
                 return relayed
@@ -337,17 +326,24 @@ class ModelEndpoints:
             else:
                 result = await self._client().complete_native(api, body, headers=forwarded)
         except Exception as exc:
-            return self._failure(started, exc, anthropic=anthropic)
+            return self._failure(exc, anthropic=anthropic)
         if not stream:
             took = time.perf_counter() - started
             return _CountedAfter(
                 result.value.body, headers_for(result), lambda: self._answered(result, took)
             )
-        self._record(started, opened, None)
+        self._answered(opened, time.perf_counter() - started)
         writer = AnthropicStreamWriter("") if anthropic else OpenAIStreamWriter("")
         return EventStreamResponse(
             _frames(opened, writer), media_type="text/event-stream", headers=headers_for(opened)
         )
+
+
+def _outcome_of(exc: Exception) -> str:
+    """The `outcome` label of a request that failed with `exc`."""
+    if isinstance(exc, ProviderError):
+        return str(exc.kind)
+    return "all_targets_failed" if isinstance(exc, AllTargetsFailed) else "refused"
 
 
 class _CountedAfter(Response):
