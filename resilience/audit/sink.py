@@ -569,8 +569,10 @@ class DatabaseSink:
         return count
 
     async def _quarantine(self, row: Any, error: str) -> None:
-        self.stats.quarantined += 1
         await asyncio.to_thread(self._reject_now, row, error)
+        # counted once it is in the dead-letter file, in the step its batch lets go of it:
+        # `/readyz` never shows it both queued and quarantined
+        self.stats.quarantined += 1
 
     def _reject_now(self, row: Any, error: str) -> None:
         event_id = row.get("id", "?") if isinstance(row, dict) else getattr(row, "id", "?")
