@@ -83,7 +83,12 @@ from resilience.tenancy.directory import ConfigTenants, TenantLookup
 from resilience.tenancy.policy import DEFAULT_POLICY as _DEFAULT_TENANT
 from resilience.tenancy.policy import TenantPolicy as TenantPolicy  # re-exported
 from resilience.types import PROVIDER_WIDE, Clock, ProviderName, Sleep, TenantId
-from resilience.usage.estimate import estimate_chat, estimate_embedding, estimate_native
+from resilience.usage.estimate import (
+    estimate_chat,
+    estimate_embedding,
+    estimate_native,
+    unreported_prompt,
+)
 from resilience.usage.meter import (
     ABANDONED,
     ChunkUsage,
@@ -392,9 +397,13 @@ class ResilientClient:
             estimate=lambda: estimate_native(body),
         )
         charge = won.walk.charge if won.walk is not None else None
-        if self.usage is not None or charge is not None:
-            settle = charge.settle_stream if charge is not None else None
-            return _stream_of(won, FrameUsage(self.usage, self._open_call(won), api, settle))
+        if charge is not None:  # an OpenAI stream that will report no usage: estimated
+            prompt = unreported_prompt(api, body)
+            call = self._open_call(won)
+            usage = FrameUsage(self.usage, call, api, charge.settle_stream, prompt_tokens=prompt)
+            return _stream_of(won, usage)
+        if self.usage is not None:
+            return _stream_of(won, FrameUsage(self.usage, self._open_call(won), api))
         return _stream_of(won)
 
     # -- routing -----------------------------------------------------------------------------

@@ -33,10 +33,26 @@ def estimate_embedding(request: EmbeddingRequest) -> int:
 
 def estimate_native(body: Mapping[str, Any]) -> int:
     """A body in OpenAI's or Anthropic's format (chat, messages, embeddings)."""
-    chars = sum(_chars(body.get(key)) for key in _PROMPT_KEYS)
     most = body.get("max_completion_tokens", body.get("max_tokens"))
     allowed = most if isinstance(most, int) and not isinstance(most, bool) and most > 0 else 0
-    return _tokens(chars) + allowed
+    return estimate_prompt(body) + allowed
+
+
+def estimate_prompt(body: Mapping[str, Any]) -> int:
+    """A native body's prompt alone."""
+    return _tokens(sum(_chars(body.get(key)) for key in _PROMPT_KEYS))
+
+
+def unreported_prompt(api: str, body: Mapping[str, Any]) -> int | None:
+    """The prompt's estimate of an OpenAI chat stream that will report no usage (its body
+    does not ask for `stream_options.include_usage`), whose tpm charge is then estimated
+    from the text it streams (`resilience.usage.tokens.StreamTally`); None otherwise."""
+    if api != "openai.chat":
+        return None
+    options = body.get("stream_options")
+    if isinstance(options, Mapping) and options.get("include_usage") is True:
+        return None
+    return estimate_prompt(body)
 
 
 def _tokens(chars: int) -> int:

@@ -140,13 +140,17 @@ class StreamUsage:
     def counts(self) -> TokenCounts | None:
         raise NotImplementedError
 
+    def estimated(self) -> TokenCounts | None:
+        """What tpm charges a stream that reported nothing (None: its estimate stands)."""
+        return None
+
     def end(self, outcome: str) -> None:
         if self._done:
             return
         self._done = True
         counts = self.counts()
         if self._settle is not None:
-            self._settle(counts, outcome == SUCCEEDED)
+            self._settle(counts if counts is not None else self.estimated(), outcome == SUCCEEDED)
         if self._meter is None:
             return
         call = self.call
@@ -196,9 +200,11 @@ class FrameUsage(StreamUsage):
         call: OpenCall,
         api: NativeApi,
         settle: Settle | None = None,
+        *,
+        prompt_tokens: int | None = None,
     ) -> None:
         super().__init__(meter, call, settle)
-        self._tally = StreamTally(api)
+        self._tally = StreamTally(api, prompt_tokens=prompt_tokens)
 
     def feed(self, item: object) -> None:
         if isinstance(item, bytes):
@@ -206,3 +212,6 @@ class FrameUsage(StreamUsage):
 
     def counts(self) -> TokenCounts | None:
         return self._tally.counts
+
+    def estimated(self) -> TokenCounts | None:
+        return self._tally.estimated

@@ -5,6 +5,7 @@ cut at its own bucket while the other tenants on the same key go on."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
@@ -19,7 +20,7 @@ from resilience.errors import AllTargetsFailed
 from resilience.models import ChatRequest, Message
 from resilience.retry import RetryPolicy
 from resilience.types import PROVIDER_WIDE
-from resilience.usage.estimate import estimate_chat
+from resilience.usage.estimate import estimate_chat, estimate_prompt
 from tests.support.client import drain, providers_for, route
 from tests.support.clock import FakeClock
 
@@ -139,6 +140,67 @@ async def test_a_stream_is_charged_when_it_ends(setup: Setup, native: bool) -> N
     assert error is None
     held = setup.held(("big", "primary"), 2500, 2500)
     assert 2500 - WORDS - 20 < held < 2500 - WORDS  # the reported input and a short answer
+
+
+def streamed_text(frames: list[bytes]) -> str:
+    """The content an OpenAI chat stream's frames carried."""
+    text = ""
+    for frame in frames:
+        for line in frame.decode().splitlines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:])["choices"]:
+                    text += choice["delta"].get("content") or ""
+    return text
+
+
+async def test_a_stream_that_reports_no_usage_is_charged_its_text(setup: Setup) -> None:
+    """No `include_usage`, no `max_tokens`: the estimate taken was the prompt alone; the
+    output is charged too, about four characters a token of the text streamed."""
+    body = {
+        "model": "openai",
+        "stream": True,
+        "messages": [{"role": "user", "content": "abc " * WORDS}],
+    }
+    stream = await setup.client.stream_native("openai.chat", body, tenant="big")
+    frames, error = await drain(stream)
+    assert error is None
+    text = streamed_text(frames)
+    assert len(text) > 20
+    output = -(-len(text) // 4)
+    held = setup.held(("big", "primary"), 2500, 2500)
+    assert held == pytest.approx(2500 - estimate_prompt(body) - output, abs=1e-6)
+
+
+async def test_streams_without_usage_cannot_take_a_tenant_past_its_bucket() -> None:
+    """A tenant streaming short prompts without `include_usage` or `max_tokens` is held to
+    its tpm by what the streams carried, not let through on prompts of two tokens."""
+    async with AsyncExitStack() as stack:
+        setup = await make(stack, own=100)
+        body = {
+            "model": "openai",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hello"}],
+        }
+        answered: list[str] = []
+        refused = None
+        for _ in range(60):
+            try:
+                stream = await setup.client.stream_native("openai.chat", body, tenant="big")
+            except AllTargetsFailed as exc:
+                (refused,) = exc.outcomes
+                break
+            frames, error = await drain(stream)
+            assert error is None
+            answered.append(streamed_text(frames))
+        assert refused is not None
+        assert (refused.status, refused.message) == (OutcomeStatus.TPM_LIMITED, "tenant_limit")
+        prompt = estimate_prompt(body)  # "hello" and its role: three tokens
+        assert prompt == 3
+        per_call = prompt + -(-len(answered[0]) // 4)
+        assert len(set(answered)) == 1  # the same answer each time
+        # admitted while the bucket held the prompt's estimate; each left it `per_call` less
+        assert len(answered) == (100 - prompt) // per_call + 1
+        assert setup.chaos.hit_count(upstream="primary") == len(answered)
 
 
 async def test_a_stream_closed_early_without_usage_gives_the_estimate_back(setup: Setup) -> None:
