@@ -658,38 +658,21 @@ class ResilientClient:
         """
         again: list[_Tally] = []
         retryable: ProviderError | None = None
-        rated = self.rpm or walk.policy.rpm
-        metered = self.tpm or walk.policy.tpm
         attempt_at = self._traced_attempt if walk.traced else self._measured_attempt
         for tally in candidates:
             tally.reached = True
             target = tally.target
-            charge: TokenCharge | None = None
-            if metered:
-                admitted = await self._within_tpm(walk, target.provider)
+            admitted = await self._admit(walk, target.provider)
+            if not isinstance(admitted, tuple):
                 if isinstance(admitted, TokenRefusal):
                     tally.tpm_limited(admitted)
-                    continue
-                charge = admitted
-            if (
-                rated
-                and self._rated(target.provider, walk.policy)
-                and not await self._within_rate(walk.tenant, target.provider, walk.policy)
-            ):
-                if charge is not None:
-                    charge.refund()
-                tally.rate_limited(self._token_wait_s(target.provider, walk))
+                elif isinstance(admitted, Refusal):
+                    assert self.bulkheads is not None
+                    tally.bulkhead_full(admitted, self.bulkheads.gate(target.provider).hold_s)
+                else:
+                    tally.rate_limited(self._token_wait_s(target.provider, walk))
                 continue
-            slot: Slot | None = None
-            if self.bulkheads is not None:
-                got = await self._slot(walk, target.provider)
-                if isinstance(got, Refusal):
-                    if charge is not None:
-                        charge.refund()
-                    gate = self.bulkheads.gate(target.provider)
-                    tally.bulkhead_full(got, gate.hold_s)
-                    continue
-                slot = got
+            charge, slot = admitted
             breaker = self.registry.get(walk.tenant, target.provider)
             tally.attempts += 1
             walk.last = target
@@ -718,6 +701,36 @@ class ResilientClient:
         if retryable is not None:
             raise retryable
         raise _StepFailed
+
+    async def _admit(
+        self, walk: _Walk[T], provider: ProviderName
+    ) -> tuple[TokenCharge | None, Slot | None] | TokenRefusal | Refusal | _RateLimited:
+        """What an attempt at `provider` takes before it goes, in this order: the call's
+        estimate from the tpm buckets, a token from the rpm buckets, a bulkhead slot (each
+        where a limit is set); or the refusal that stops it, with what it took given back."""
+        charge: TokenCharge | None = None
+        if self.tpm or walk.policy.tpm:
+            metered = await self._within_tpm(walk, provider)
+            if isinstance(metered, TokenRefusal):
+                return metered
+            charge = metered
+        if (
+            (self.rpm or walk.policy.rpm)
+            and self._rated(provider, walk.policy)
+            and not await self._within_rate(walk.tenant, provider, walk.policy)
+        ):
+            if charge is not None:
+                charge.refund()
+            return _RATE_LIMITED
+        slot: Slot | None = None
+        if self.bulkheads is not None:
+            got = await self._slot(walk, provider)
+            if isinstance(got, Refusal):
+                if charge is not None:
+                    charge.refund()
+                return got
+            slot = got
+        return charge, slot
 
     def _slot(self, walk: _Walk[T], provider: ProviderName) -> Awaitable[Slot | Refusal]:
         """A bulkhead slot at `provider`, waiting at most the policy's `max_wait_s` and never
@@ -825,26 +838,10 @@ class ResilientClient:
             wait_s, policy=self.retry, deadline=walk.deadline, sleep=self._sleep
         ):
             return None
-        charge: TokenCharge | None = None
-        if self.tpm or walk.policy.tpm:
-            admitted = await self._within_tpm(walk, target.provider)
-            if isinstance(admitted, TokenRefusal):
-                return None
-            charge = admitted
-        if self._rated(target.provider, walk.policy) and not await self._within_rate(
-            walk.tenant, target.provider, walk.policy
-        ):
-            if charge is not None:
-                charge.refund()
+        admitted = await self._admit(walk, target.provider)  # a call like any other
+        if not isinstance(admitted, tuple):
             return None
-        slot: Slot | None = None
-        if self.bulkheads is not None:  # the probe is a call like any other: it needs a slot
-            got = await self._slot(walk, target.provider)
-            if isinstance(got, Refusal):
-                if charge is not None:
-                    charge.refund()
-                return None
-            slot = got
+        charge, slot = admitted
         number = outcome.attempts + 1
         walk.last = target
         attempting = self._attempt(walk, target, breaker, number)
@@ -1164,6 +1161,13 @@ def _failure_outcome(exc: BaseException) -> str:
         return ABANDONED
     kind = getattr(exc, "kind", None)
     return str(kind) if kind is not None else type(exc).__name__
+
+
+class _RateLimited:
+    """An rpm bucket refused the attempt (`ResilientClient._admit`)."""
+
+
+_RATE_LIMITED = _RateLimited()
 
 
 class _StepFailed(Exception):

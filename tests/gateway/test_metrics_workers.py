@@ -145,8 +145,8 @@ async def send(root: str, requests: int, concurrency: int = 20) -> None:
     await asyncio.gather(*(one() for _ in range(requests)))
 
 
-def requests_by_pid(directory: Path) -> dict[int, float]:
-    """Each worker's own count of requests, from its counter file."""
+def counts_by_pid(directory: Path, name: str = "resilience_requests_total") -> dict[int, float]:
+    """Each worker's own count of `name` (requests), from its counter file."""
     counts: dict[int, float] = {}
     for path in directory.glob("counter_*.db"):
         pid = int(path.stem.removeprefix("counter_"))
@@ -154,7 +154,7 @@ def requests_by_pid(directory: Path) -> dict[int, float]:
             s.value
             for metric in MultiProcessCollector.merge([str(path)])  # type: ignore[no-untyped-call]
             for s in metric.samples
-            if s.name == "resilience_requests_total"
+            if s.name == name
         )
     return counts
 
@@ -171,14 +171,19 @@ async def test_every_scrape_counts_every_workers_requests(tmp_path: Path) -> Non
 
         await send(served.root, 200)
 
-        by_pid = requests_by_pid(directory)
+        by_pid = counts_by_pid(directory)
         assert sum(by_pid.values()) == 200
         assert len([pid for pid, n in by_pid.items() if n > 0]) > 1, by_pid  # several answered
+        # an attempt a request, and one more for each retry: a retryable failure on a loaded
+        # machine (seen once in a full run: 203) is counted, not a miscount
+        attempts = sum(counts_by_pid(directory, "resilience_attempts_total").values())
+        assert attempts >= 200
         ok = (("outcome", "ok"), ("provider", "primary"), ("tenant", "acme"))
         for _ in range(12):  # whichever worker answers, it counts the others' requests too
             page = await scrape(served.root)
             assert samples(page, "resilience_requests_total") == {ok: 200}
-            assert samples(page, "resilience_attempts_total") == {(("provider", "primary"),): 200}
+            by_provider = samples(page, "resilience_attempts_total")
+            assert by_provider == {(("provider", "primary"),): attempts}
             assert worker_pids(page) == pids
 
         # a worker killed outright: uvicorn starts another; the dead one's counts stay on

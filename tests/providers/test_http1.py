@@ -31,6 +31,7 @@ from resilience.providers.sending import dispatch, watch
 from resilience.providers.settings import ProviderSettings
 from tests.support.chaos import ANSWER, MESSAGES
 from tests.support.raw_http import (
+    PATIENT,
     RawConnection,
     RawServer,
     answer_each,
@@ -39,8 +40,6 @@ from tests.support.raw_http import (
     raw_server,
 )
 
-PATIENT = Timeouts(connect=5.0, read=5.0, write=5.0, pool=5.0)
-"""Long enough never to fire by accident: a test that needs a timeout sets its own."""
 CHUNKED = (
     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
     b"5;name=value\r\nhello\r\n"

@@ -25,11 +25,11 @@ import pytest
 from resilience.classify import classify
 from resilience.errors import ErrorKind
 from resilience.models import ChatRequest, Message
-from resilience.providers.http1 import Pool, Timeouts
+from resilience.providers.http1 import Pool
 from resilience.providers.openai import OpenAIProvider
 from resilience.providers.settings import ProviderSettings
+from tests.support.raw_http import PATIENT
 
-PATIENT = Timeouts(connect=5.0, read=5.0, write=5.0, pool=5.0)
 ANSWER = (
     b'{"id":"chatcmpl-tls","object":"chat.completion","created":1,"model":"gpt-4.1",'
     b'"choices":[{"index":0,"message":{"role":"assistant","content":"over tls",'

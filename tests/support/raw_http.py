@@ -13,6 +13,11 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+from resilience.providers.http1 import Timeouts
+
+PATIENT = Timeouts(connect=5.0, read=5.0, write=5.0, pool=5.0)
+"""Pool timeouts no test waits out: a test shortens the one it is about (`_replace`)."""
+
 
 @dataclass(frozen=True)
 class RawRequest:
