@@ -397,7 +397,7 @@ class ResilientClient:
             estimate=lambda: estimate_native(body),
         )
         charge = won.walk.charge if won.walk is not None else None
-        if charge is not None:  # an OpenAI stream that will report no usage: estimated
+        if charge is not None:  # tpm: a stream that will report no usage is estimated
             prompt = unreported_prompt(api, body)
             call = self._open_call(won)
             usage = FrameUsage(self.usage, call, api, charge.settle_stream, prompt_tokens=prompt)
