@@ -467,7 +467,7 @@ async def test_transport_fault_after_two_chunks_is_stream_interrupted(
 ) -> None:
     server.reply = sse_reply(sdk.stream_start, end=case.end)
     # only a stall needs the SDK's short read timeout to end it; a close or a reset keeps
-    # the default, which a loaded machine cannot outlast before the first chunks arrive
+    # the 5 s default, so a loaded machine cannot time it out before its first chunks
     stalls = case.end is End.STALL
     raised = await sdk.call(server, stream=True, timeout_s=STALL_TIMEOUT_S if stalls else 5.0)
     assert raised.items == len(sdk.stream_start)

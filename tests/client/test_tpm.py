@@ -173,7 +173,7 @@ async def test_a_stream_that_reports_no_usage_is_charged_its_text(setup: Setup) 
 
 async def test_streams_without_usage_cannot_take_a_tenant_past_its_bucket() -> None:
     """A tenant streaming short prompts without `include_usage` or `max_tokens` is held to
-    its tpm by what the streams carried, not let through on prompts of two tokens."""
+    its tpm by what the streams carried, not let through on prompts of three tokens."""
     async with AsyncExitStack() as stack:
         setup = await make(stack, own=100)
         body = {

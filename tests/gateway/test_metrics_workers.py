@@ -174,8 +174,8 @@ async def test_every_scrape_counts_every_workers_requests(tmp_path: Path) -> Non
         by_pid = counts_by_pid(directory)
         assert sum(by_pid.values()) == 200
         assert len([pid for pid, n in by_pid.items() if n > 0]) > 1, by_pid  # several answered
-        # an attempt a request, and one more for each retry: a retryable failure on a loaded
-        # machine (seen once in a full run: 203) is counted, not a miscount
+        # an attempt a request, and one more for each retry (a retryable failure on a loaded
+        # machine): the page must show what the workers counted
         attempts = sum(counts_by_pid(directory, "resilience_attempts_total").values())
         assert attempts >= 200
         ok = (("outcome", "ok"), ("provider", "primary"), ("tenant", "acme"))
