@@ -397,14 +397,13 @@ class ResilientClient:
             estimate=lambda: estimate_native(body),
         )
         charge = won.walk.charge if won.walk is not None else None
+        if self.usage is None and charge is None:
+            return _stream_of(won)
+        settle = prompt = None
         if charge is not None:  # tpm: a stream that will report no usage is estimated
-            prompt = unreported_prompt(api, body)
-            call = self._open_call(won)
-            usage = FrameUsage(self.usage, call, api, charge.settle_stream, prompt_tokens=prompt)
-            return _stream_of(won, usage)
-        if self.usage is not None:
-            return _stream_of(won, FrameUsage(self.usage, self._open_call(won), api))
-        return _stream_of(won)
+            settle, prompt = charge.settle_stream, unreported_prompt(api, body)
+        usage = FrameUsage(self.usage, self._open_call(won), api, settle, prompt_tokens=prompt)
+        return _stream_of(won, usage)
 
     # -- routing -----------------------------------------------------------------------------
 
