@@ -8,10 +8,11 @@ body fields).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any
 
 import anthropic
+import httpx2
 
 from resilience.errors import StreamTruncatedError
 from resilience.models import (
@@ -29,8 +30,9 @@ from resilience.models import (
     tool_choice_spec,
     tool_spec,
 )
-from resilience.providers.base import ProviderKind, SdkAdapter, drain
+from resilience.providers.base import ProviderKind, SdkAdapter, drain, tokens, without_none
 from resilience.providers.sending import watch
+from resilience.types import ProviderName
 
 DEFAULT_MAX_TOKENS = 1024
 """Anthropic requires `max_tokens`; sent when the request leaves it to the provider."""
@@ -52,24 +54,18 @@ class AnthropicProvider(SdkAdapter[anthropic.AsyncAnthropic]):
             http_client=self.http_client,
         )
 
+    def _transport_failure(self, exc: httpx2.TransportError, request: httpx2.Request) -> Exception:
+        if isinstance(exc, httpx2.TimeoutException):
+            return anthropic.APITimeoutError(request=request)
+        return anthropic.APIConnectionError(request=request)
+
     async def complete(
         self, request: ChatRequest, *, model: str, api_key: str | None = None
     ) -> ChatResponse:
         watch()  # a failure before the request goes out is the caller's
-        message = await self.client(api_key).messages.create(**to_params(request, model))
-        blocks = tuple(answer_block(block) for block in message.content)
-        return ChatResponse(
-            # the usual answer is one text block: its text, without text_of's walk
-            text=str(blocks[0]["text"])
-            if len(blocks) == 1 and blocks[0].get("type") == "text"
-            else text_of(blocks),
-            content=blocks,
-            finish_reason=finish_reason(message.stop_reason),
-            raw_finish_reason=message.stop_reason,
-            usage=Usage(message.usage.input_tokens, message.usage.output_tokens),
-            provider=self.name,
-            model=message.model,
-            response_id=message.id,
+        params = to_params(request, model)
+        return chat_response(
+            await self._send_params("anthropic.messages", params, api_key), self.name, model
         )
 
     async def stream(
@@ -181,17 +177,37 @@ def _outgoing(block: JSON) -> dict[str, Any]:
     return dict(block)
 
 
-def answer_block(block: Any) -> dict[str, Any]:
-    """An SDK content block of an answer, normalised: `normalise_block` of its dump, but a
-    text block, nearly every answer's only one, is read without the pydantic dump."""
-    if getattr(block, "type", None) == "text":
-        text = getattr(block, "text", None)
-        return {"type": "text", "text": text if text is not None else ""}
-    return normalise_block(block.model_dump(exclude_none=True))
+def chat_response(data: Mapping[str, Any], provider: ProviderName, model: str) -> ChatResponse:
+    """A Messages API answer (its JSON object) as a normalised answer; `model` is the one
+    asked for, named when the answer names none. Raises `ValueError` for an answer without
+    its list of content blocks."""
+    content = data.get("content")
+    if not isinstance(content, list) or not all(isinstance(b, dict) for b in content):
+        raise ValueError(f"provider {provider!r} answered without a list of content blocks")
+    blocks = tuple(normalise_block(without_none(b)) for b in content)
+    stop = data.get("stop_reason")
+    raw_stop = stop if isinstance(stop, str) else None
+    usage = data.get("usage")
+    answered = data.get("model")
+    found = data.get("id")
+    return ChatResponse(
+        # the usual answer is one text block: its text, without text_of's walk
+        text=str(blocks[0]["text"])
+        if len(blocks) == 1 and blocks[0].get("type") == "text"
+        else text_of(blocks),
+        content=blocks,
+        finish_reason=finish_reason(raw_stop),
+        raw_finish_reason=raw_stop,
+        usage=Usage(tokens(usage, "input_tokens"), tokens(usage, "output_tokens")),
+        provider=provider,
+        model=answered if isinstance(answered, str) and answered else model,
+        response_id=found if isinstance(found, str) else None,
+    )
 
 
 def normalise_block(block: dict[str, Any]) -> dict[str, Any]:
-    """An SDK content block as a normalised one (extra SDK fields dropped from known types)."""
+    """An answer's content block as a normalised one (fields beyond the API's dropped from
+    text and tool_use blocks; others as the provider gave them)."""
     kind = block.get("type")
     if kind == "text":
         return {"type": "text", "text": block.get("text", "")}

@@ -184,6 +184,29 @@ class SdkAdapter(Generic[C]):
             self._channel(api_key), api, body, provider=self.name, headers=headers
         )
 
+    async def _send_params(
+        self, api: native.NativeApi, params: Mapping[str, Any], api_key: str | None
+    ) -> dict[str, Any]:
+        """An SDK call's keyword arguments sent as its JSON body, as the SDK would send them
+        (`extra_body` merged over the rest), on the provider's pool; the answer's JSON
+        object. The SDK's request options and response models are skipped: they cost
+        several times the HTTP exchange. Failures are the SDK's own: a status error made by
+        the SDK from the answer, a transport's failure wrapped as the SDK wraps it."""
+        extra = params.get("extra_body")
+        body = {k: v for k, v in params.items() if k != "extra_body"}
+        if extra:
+            body.update(extra)
+        channel = self._channel(api_key)
+        try:
+            answer = await native.send(channel, api, body, provider=self.name, headers=None)
+        except httpx2.TransportError as exc:
+            raise self._transport_failure(exc, httpx2.Request("POST", channel.url(api))) from exc
+        return answer.data
+
+    def _transport_failure(self, exc: httpx2.TransportError, request: httpx2.Request) -> Exception:
+        """The SDK's `APITimeoutError` or `APIConnectionError` for `exc`."""
+        raise NotImplementedError
+
     def _channel(self, api_key: str | None) -> native.Channel:
         """How the SDK client for this key sends: made with the client, dropped with it."""
         sdk = self.client(api_key)
@@ -208,6 +231,18 @@ class SdkAdapter(Generic[C]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, base_url={self.base_url!r})"
+
+
+def tokens(usage: object, key: str) -> int:
+    """A token count of an answer's `usage` object; 0 when it has none (the normalised
+    `Usage` reads all zeros as not reported)."""
+    value = usage.get(key) if isinstance(usage, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def without_none(item: dict[str, Any]) -> dict[str, Any]:
+    """An answer's object without its null fields, as the SDKs' models dump it."""
+    return {k: v for k, v in item.items() if v is not None}
 
 
 DRAIN_S = 0.1

@@ -15,7 +15,8 @@ framed by `content-length`, `chunked` or the connection's close, and `gzip`/`def
 bodies decoded when a server sends them unasked. It raises httpx2's own exceptions
 (`ConnectError`, `ReadTimeout`, `RemoteProtocolError`...), so `resilience.classify` reads
 a failure here exactly as it reads one from httpx2. It calls
-`resilience.providers.sending.mark_sent()` as the request goes to the socket.
+`resilience.providers.sending.mark_sent()` when a request is handed to the pool, where
+httpx2 calls its request hooks: a connection refused is the provider's failure.
 
 What it does not do, so the adapter keeps httpx2 for it (`usable_for`): proxies (any
 `*_PROXY` variable set), credentials in the URL, HTTP/2, redirects (the providers' APIs do
@@ -411,7 +412,6 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or not self.writable:
             raise httpx2.ReadError("the connection closed before the request was written")
-        mark_sent()
         transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             transport.write(body)
@@ -664,6 +664,7 @@ class Pool:
         timeouts = timeouts or self.timeouts
         more = header_lines(extra) if extra else b""
         head = b"%s%scontent-length: %d\r\n\r\n" % (prepared.head, more, len(body))
+        mark_sent()  # handed to the transport, as httpx2's request hook says it
         connection = await self._acquire(timeouts)
         for _ in range(3):
             if connection.writable:

@@ -98,8 +98,9 @@ class NativeProvider(Protocol):
 
 
 def encode(body: Mapping[str, Any]) -> bytes:
-    """The body as compact UTF-8 JSON (a lone surrogate raises `UnicodeEncodeError`)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    """The body as compact UTF-8 JSON; what JSON cannot hold raises before anything is sent
+    (`ValueError`: a lone surrogate, NaN or an infinity, as the SDKs refuse them)."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 class Channel:

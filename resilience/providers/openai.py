@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+import httpx2
 import openai
-from openai.types.chat import ChatCompletionMessage
 
 from resilience.errors import StreamTruncatedError
 from resilience.models import (
@@ -27,8 +27,9 @@ from resilience.models import (
     tool_input,
     tool_spec,
 )
-from resilience.providers.base import ProviderKind, SdkAdapter
+from resilience.providers.base import ProviderKind, SdkAdapter, tokens, without_none
 from resilience.providers.sending import watch
+from resilience.types import ProviderName
 
 
 class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
@@ -51,31 +52,18 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
         client.project = None
         return client
 
+    def _transport_failure(self, exc: httpx2.TransportError, request: httpx2.Request) -> Exception:
+        if isinstance(exc, httpx2.TimeoutException):
+            return openai.APITimeoutError(request=request)
+        return openai.APIConnectionError(request=request)
+
     async def complete(
         self, request: ChatRequest, *, model: str, api_key: str | None = None
     ) -> ChatResponse:
         watch()  # a failure before the request goes out is the caller's
-        completion = await self.client(api_key).chat.completions.create(**to_params(request, model))
-        if not completion.choices:
-            raise ValueError(f"provider {self.name!r} answered without any choice")
-        choice = completion.choices[0]
-        blocks = message_blocks(choice.message)
-        finish = finish_reason(choice.finish_reason)
-        if choice.message.refusal and finish == "stop":
-            finish = "content_filter"
-        usage = completion.usage
-        return ChatResponse(
-            # the usual answer is one text block: its text, without text_of's walk
-            text=str(blocks[0]["text"])
-            if len(blocks) == 1 and blocks[0].get("type") == "text"
-            else text_of(blocks),
-            content=blocks,
-            finish_reason=finish,
-            raw_finish_reason=choice.finish_reason,
-            usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
-            provider=self.name,
-            model=completion.model,
-            response_id=completion.id,
+        params = to_params(request, model)
+        return chat_response(
+            await self._send_params("openai.chat", params, api_key), self.name, model
         )
 
     async def stream(
@@ -149,25 +137,69 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
         )
 
 
-def message_blocks(message: ChatCompletionMessage) -> tuple[dict[str, Any], ...]:
-    """An SDK assistant message as normalised blocks: text, then tool_use."""
+def chat_response(data: Mapping[str, Any], provider: ProviderName, model: str) -> ChatResponse:
+    """A chat completion (its JSON object) as a normalised answer, from its first choice;
+    `model` is the one asked for, named when the answer names none. Raises `ValueError` for
+    an answer without a choice holding a message."""
+    choices = data.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(choice, dict) or not isinstance(message, dict):
+        raise ValueError(f"provider {provider!r} answered without any choice")
+    if not isinstance(message.get("content"), str | None) or not isinstance(
+        message.get("refusal"), str | None
+    ):
+        raise ValueError(f"provider {provider!r} answered a message whose text is not a string")
+    blocks = message_blocks(message)
+    stop = choice.get("finish_reason")
+    raw_stop = stop if isinstance(stop, str) else None
+    finish = finish_reason(raw_stop)
+    if message.get("refusal") and finish == "stop":
+        finish = "content_filter"
+    usage = data.get("usage")
+    answered = data.get("model")
+    found = data.get("id")
+    return ChatResponse(
+        # the usual answer is one text block: its text, without text_of's walk
+        text=str(blocks[0]["text"])
+        if len(blocks) == 1 and blocks[0].get("type") == "text"
+        else text_of(blocks),
+        content=blocks,
+        finish_reason=finish,
+        raw_finish_reason=raw_stop,
+        usage=Usage(tokens(usage, "prompt_tokens"), tokens(usage, "completion_tokens")),
+        provider=provider,
+        model=answered if isinstance(answered, str) and answered else model,
+        response_id=found if isinstance(found, str) else None,
+    )
+
+
+def message_blocks(message: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    """An assistant message (its JSON object, its content and refusal strings or null) as
+    normalised blocks: text, then tool_use."""
     blocks: list[dict[str, Any]] = []
-    if message.content:
-        blocks.append({"type": "text", "text": message.content})
-    if message.refusal:
-        blocks.append({"type": "refusal", "refusal": message.refusal})
-    for call in message.tool_calls or ():
-        if call.type == "function":
+    content, refusal = message.get("content"), message.get("refusal")
+    if content:
+        blocks.append({"type": "text", "text": content})
+    if refusal:
+        blocks.append({"type": "refusal", "refusal": refusal})
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function")
+        if call.get("type", "function") == "function" and isinstance(function, dict):
+            arguments = function.get("arguments")
             blocks.append(
                 {
                     "type": "tool_use",
-                    "id": call.id,
-                    "name": call.function.name,
-                    "input": tool_input(call.function.arguments),
+                    "id": call.get("id"),
+                    "name": function.get("name"),
+                    "input": tool_input(arguments if isinstance(arguments, str) else ""),
                 }
             )
         else:  # custom tools: no normalised form
-            blocks.append(call.model_dump(exclude_none=True))
+            blocks.append(without_none(call))
     return tuple(blocks)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 import anthropic
+import httpx2
 import openai
 import pytest
 from anthropic.types import MessageParam
@@ -335,6 +336,40 @@ async def test_an_answer_is_counted_after_it_is_sent_and_when_the_caller_is_gone
     with pytest.raises(OSError):
         await _CountedAfter(b"{}", {}, lambda: seen.append("counted"))(scope, receive, gone)
     assert seen == ["counted"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "chat", "messages": MESSAGES}),
+        ("/v1/messages", {"model": "chat", "max_tokens": 16, "messages": MESSAGES}),
+        ("/v1/embeddings", {"model": "embed", "input": "hello"}),
+    ],
+)
+async def test_a_calls_usage_record_is_journaled_before_its_answer_is_sent(
+    running: Running, path: str, body: dict[str, Any]
+) -> None:
+    """An answer the caller got has its usage row even if the process is killed right
+    after: the record is in the journal before the answer's last message leaves."""
+    sink = running.gateway.sink
+    assert sink is not None
+    when_sent: list[tuple[int, int]] = []
+
+    async def watched(scope: Any, receive: Any, send: Any) -> None:
+        async def watching(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                when_sent.append((sink.stats.usage_received, sink.stats.journaled))
+            await send(message)
+
+        await running.app(scope, receive, watching)
+
+    received, journaled = sink.stats.usage_received, sink.stats.journaled
+    transport = httpx2.ASGITransport(app=watched)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        response = await http.post(path, json=body, headers=running.auth("acme"))
+    assert response.status_code == 200, response.text
+    assert when_sent == [(received + 1, journaled + 1)]
+    assert sink.stats.usage_received == received + 1
 
 
 async def test_admin_providers_reports_health_per_provider_and_model(running: Running) -> None:

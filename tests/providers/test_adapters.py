@@ -249,17 +249,25 @@ async def test_closing_a_provider_closes_only_a_pool_it_created(upstream: Upstre
 RETRYABLE = [Fault(status=503), Fault(status=429, retry_after="0"), Fault(status=500)]
 
 
+@pytest.mark.parametrize("call", ["complete", "stream"])
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("fault", RETRYABLE)
 async def test_sdk_retries_are_off_so_a_retryable_status_is_one_hit(
-    upstream: Upstream, chaos: ChaosUpstream, kind: Kind, fault: Fault
+    upstream: Upstream, chaos: ChaosUpstream, kind: Kind, fault: Fault, call: str
 ) -> None:
+    """A whole answer is sent without the SDK (its JSON body on the provider's pool), a
+    stream through it: either way one hit, and the SDK's own status error."""
     chaos.add_fault(fault)
+    provider = upstream.provider(kind)
     with pytest.raises((anthropic.APIStatusError, openai.APIStatusError)) as info:
-        await upstream.provider(kind).complete(HELLO, model="m")
+        if call == "complete":
+            await provider.complete(HELLO, model="m")
+        else:
+            _ = [chunk async for chunk in provider.stream(HELLO, model="m")]
     assert getattr(info.value, "status_code", None) == fault.status
     assert chaos.hit_count() == 1
-    assert upstream.sent[0].headers["x-stainless-retry-count"] == "0"
+    if call == "stream":
+        assert upstream.sent[0].headers["x-stainless-retry-count"] == "0"
 
 
 @pytest.mark.parametrize(
