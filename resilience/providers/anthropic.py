@@ -30,7 +30,8 @@ from resilience.models import (
     tool_choice_spec,
     tool_spec,
 )
-from resilience.providers.base import ProviderKind, SdkAdapter, drain, tokens, without_none
+from resilience.providers.base import ProviderKind, SdkAdapter, tokens, without_none
+from resilience.providers.native import drain
 from resilience.providers.sending import watch
 from resilience.types import ProviderName
 

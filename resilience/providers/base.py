@@ -13,9 +13,7 @@ this module, so it must not import them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx2
@@ -243,19 +241,3 @@ def tokens(usage: object, key: str) -> int:
 def without_none(item: dict[str, Any]) -> dict[str, Any]:
     """An answer's object without its null fields, as the SDKs' models dump it."""
     return {k: v for k, v in item.items() if v is not None}
-
-
-DRAIN_S = 0.1
-"""How long to keep reading after a stream's end marker so the connection can be reused."""
-
-
-async def drain(events: AsyncIterator[object]) -> None:
-    """Read what follows the end marker (normally just EOF), briefly, ignoring errors.
-
-    The answer is complete by then: nothing that happens after it may turn it into a
-    failure. Reading to EOF lets HTTP/1.1 put the connection back in the pool.
-    """
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(DRAIN_S):
-            async for _ in events:
-                pass

@@ -19,6 +19,8 @@ for OpenAI, `message_stop` for Anthropic), without which the stream raises
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -287,6 +289,24 @@ async def open_stream(
         await answer.body.aclose()
 
 
+DRAIN_S = 0.1
+"""How long to keep reading after a stream's end marker so the connection can be reused."""
+
+
+async def drain(events: AsyncIterator[object]) -> None:
+    """Read what follows the end marker (normally just the body's end), briefly, ignoring
+    errors.
+
+    The answer is complete by then: nothing that happens after it may turn it into a
+    failure. Reading to the body's end lets HTTP/1.1 put the connection back in the pool;
+    a stream left unread there closes its connection, and the next call opens another (a
+    TLS handshake, for a provider on the internet)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in events:
+                pass
+
+
 _FINISHED = re.compile(rb'"finish_reason"\s*:\s*"')
 
 
@@ -294,10 +314,12 @@ async def _openai_events(answer: Answer, provider: ProviderName) -> AsyncIterato
     import openai
 
     finished = False
-    async for frame in events(answer.body.aiter_bytes()):
+    frames = events(answer.body.aiter_bytes())
+    async for frame in frames:
         data = _data(frame)
         if data == b"[DONE]":
             yield frame
+            await drain(frames)
             return
         if data.startswith(b'{"error"') or (b'"error"' in data[:40]):
             parsed = _json_or_none(data)
@@ -323,10 +345,12 @@ async def _anthropic_events(
     answer: Answer,
     provider: ProviderName,
 ) -> AsyncIterator[bytes]:
-    async for frame in events(answer.body.aiter_bytes()):
+    frames = events(answer.body.aiter_bytes())
+    async for frame in frames:
         name = _event(frame)
         if name == b"message_stop":
             yield frame
+            await drain(frames)
             return
         if name == b"error":
             data = _data(frame)

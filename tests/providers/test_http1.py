@@ -596,19 +596,45 @@ async def test_the_openai_adapter_sends_native_requests_on_its_lean_pool(
 
 
 async def test_the_sdk_path_shares_the_same_lean_pool(chaos: ChaosUpstream) -> None:
-    """`PoolTransport`: the SDK's own requests ride the pool the native path uses."""
+    """`PoolTransport`: the SDK's own requests (a stream) ride the pool the native path and
+    whole answers use."""
+    hi = ChatRequest(messages=(Message("user", "hi"),))
     async with chaos.serve() as root:
         adapter = openai_adapter(f"{root}/u/v1")
         try:
             assert adapter.pool is not None
-            answer = await adapter.complete(
-                ChatRequest(messages=(Message("user", "hi"),)), model="m"
-            )
-            assert answer.text and adapter.pool.idle == 1
+            chunks = [chunk async for chunk in adapter.stream(hi, model="m")]
+            assert chunks and adapter.pool.idle == 1
             await adapter.send_native("openai.chat", {"model": "m", "messages": MESSAGES})
+            assert (await adapter.complete(hi, model="m")).text
             assert (adapter.pool.idle, adapter.pool.in_use) == (1, 0)
         finally:
             await adapter.aclose()
+
+
+@pytest.mark.parametrize(
+    ("kind", "api", "path"),
+    [("openai", "openai.chat", "/u/v1"), ("anthropic", "anthropic.messages", "/u")],
+)
+async def test_a_native_stream_read_to_its_end_leaves_its_connection_for_the_next_call(
+    chaos: ChaosUpstream, kind: str, api: str, path: str
+) -> None:
+    """After the end marker the rest of the body (the chunked terminator) is read, so the
+    connection goes back to the pool: a provider on the internet is not asked for a new
+    TLS handshake by every stream."""
+    body = {"model": "m", "max_tokens": 16, "messages": MESSAGES, "stream": True}
+    async with chaos.serve() as root:
+        settings = ProviderSettings(kind=kind, api_key="k", base_url=root + path, timeout_s=5)  # type: ignore[arg-type]
+        adapter = build_provider("p", settings)
+        try:
+            pool = getattr(adapter, "pool", None)
+            assert isinstance(pool, Pool)
+            for _ in range(3):
+                frames = [f async for f in adapter.stream_native(api, body)]  # type: ignore[attr-defined]
+                assert frames and (pool.idle, pool.in_use) == (1, 0)
+        finally:
+            await adapter.aclose()
+    assert chaos.hit_count() == 3
 
 
 async def test_an_sdk_answer_over_the_size_cap_is_an_invalid_response() -> None:
