@@ -1,4 +1,10 @@
-"""Adapter over `anthropic.AsyncAnthropic` (the Messages API).
+"""Anthropic's Messages API, and anything that speaks it.
+
+The SDK client (`anthropic.AsyncAnthropic`, one per key) says what a request carries: its
+URL, headers and timeout, and the errors a failure raises. The request itself is the JSON
+body `messages.create` would send, sent on the provider's connections (`SdkAdapter`), and the
+answer is read from its JSON, a stream from its events: the SDK's request options and
+response models cost several times the exchange itself.
 
 The pinned SDK (anthropic 2.12) has no sampling parameters on `messages.create`:
 `temperature` and `top_p` of a request are not sent to Anthropic. A compatible
@@ -30,8 +36,13 @@ from resilience.models import (
     tool_choice_spec,
     tool_spec,
 )
-from resilience.providers.base import ProviderKind, SdkAdapter, tokens, without_none
-from resilience.providers.native import drain
+from resilience.providers.base import (
+    ProviderKind,
+    SdkAdapter,
+    tokens,
+    without_none,
+    without_nulls,
+)
 from resilience.providers.sending import watch
 from resilience.types import ProviderName
 
@@ -73,44 +84,54 @@ class AnthropicProvider(SdkAdapter[anthropic.AsyncAnthropic]):
         self, request: ChatRequest, *, model: str, api_key: str | None = None
     ) -> AsyncGenerator[ChatChunk, None]:
         watch()  # a failure before the request goes out is the caller's
-        events = await self.client(api_key).messages.create(
-            **to_params(request, model), stream=True
-        )
+        params = to_params(request, model)
+        params["stream"] = True
         input_tokens = 0
         usage: Usage | None = None
         stop_reason: str | None = None
         tools: dict[int, int] = {}  # content block index -> tool call index
-        async with events:
-            it = aiter(events)
-            async for event in it:
-                if event.type == "content_block_delta":
-                    delta = event.delta
-                    if delta.type == "text_delta":
-                        yield ChatChunk(text_delta=delta.text)
-                    elif delta.type == "input_json_delta" and event.index in tools:
-                        call = ToolCallDelta(index=tools[event.index], arguments=delta.partial_json)
-                        yield ChatChunk(tool_calls=(call,))
-                    else:  # thinking, signature, citations
-                        yield ChatChunk(raw=event.model_dump(exclude_none=True))
-                elif event.type == "content_block_start":
-                    block = event.content_block
-                    if block.type == "tool_use":
-                        tools[event.index] = len(tools)
-                        call = ToolCallDelta(index=tools[event.index], id=block.id, name=block.name)
-                        yield ChatChunk(tool_calls=(call,))
-                    elif block.type == "text" and block.text:
-                        yield ChatChunk(text_delta=block.text)
-                elif event.type == "message_start":
-                    input_tokens = event.message.usage.input_tokens
-                elif event.type == "message_delta":
-                    stop_reason = event.delta.stop_reason
-                    if event.usage.input_tokens is not None:  # newer servers repeat it here
-                        input_tokens = event.usage.input_tokens
-                    usage = Usage(input_tokens, event.usage.output_tokens)
-                elif event.type == "message_stop":
-                    yield ChatChunk(finish_reason=finish_reason(stop_reason), usage=usage)
-                    await drain(it)
-                    return
+        events = self._stream_params("anthropic.messages", params, api_key)
+        async for event in events:
+            if not isinstance(event, dict):
+                raise ValueError(f"provider {self.name!r} streamed an event that is not an object")
+            kind = event.get("type")
+            if kind == "content_block_delta":
+                delta = _object(event.get("delta"))
+                index = event.get("index")
+                if delta.get("type") == "text_delta":
+                    yield ChatChunk(text_delta=str(delta.get("text") or ""))
+                elif delta.get("type") == "input_json_delta" and index in tools:
+                    arguments = str(delta.get("partial_json") or "")
+                    yield ChatChunk(
+                        tool_calls=(ToolCallDelta(index=tools[index], arguments=arguments),)
+                    )
+                else:  # thinking, signature, citations
+                    yield ChatChunk(raw=without_nulls(event))
+            elif kind == "content_block_start":
+                block = _object(event.get("content_block"))
+                index = event.get("index")
+                if block.get("type") == "tool_use" and isinstance(index, int):
+                    tools[index] = len(tools)
+                    call = ToolCallDelta(
+                        index=tools[index], id=block.get("id"), name=block.get("name")
+                    )
+                    yield ChatChunk(tool_calls=(call,))
+                elif block.get("type") == "text" and block.get("text"):
+                    yield ChatChunk(text_delta=str(block["text"]))
+            elif kind == "message_start":
+                input_tokens = tokens(_object(event.get("message")).get("usage"), "input_tokens")
+            elif kind == "message_delta":
+                stop = _object(event.get("delta")).get("stop_reason")
+                stop_reason = stop if isinstance(stop, str) else None
+                counted = _object(event.get("usage"))
+                if isinstance(counted.get("input_tokens"), int):  # newer servers repeat it here
+                    input_tokens = tokens(counted, "input_tokens")
+                usage = Usage(input_tokens, tokens(counted, "output_tokens"))
+            elif kind == "message_stop":
+                yield ChatChunk(finish_reason=finish_reason(stop_reason), usage=usage)
+                async for _ in events:  # the rest of the body: the connection is reused
+                    pass
+                return
         raise StreamTruncatedError(
             "anthropic stream ended without message_stop", provider=self.name
         )
@@ -204,6 +225,11 @@ def chat_response(data: Mapping[str, Any], provider: ProviderName, model: str) -
         model=answered if isinstance(answered, str) and answered else model,
         response_id=found if isinstance(found, str) else None,
     )
+
+
+def _object(value: object) -> dict[str, Any]:
+    """An event's nested object; an empty one when the server sent none."""
+    return value if isinstance(value, dict) else {}
 
 
 def normalise_block(block: dict[str, Any]) -> dict[str, Any]:

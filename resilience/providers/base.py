@@ -13,6 +13,7 @@ this module, so it must not import them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -190,16 +191,34 @@ class SdkAdapter(Generic[C]):
         object. The SDK's request options and response models are skipped: they cost
         several times the HTTP exchange. Failures are the SDK's own: a status error made by
         the SDK from the answer, a transport's failure wrapped as the SDK wraps it."""
-        extra = params.get("extra_body")
-        body = {k: v for k, v in params.items() if k != "extra_body"}
-        if extra:
-            body.update(extra)
         channel = self._channel(api_key)
         try:
-            answer = await native.send(channel, api, body, provider=self.name, headers=None)
+            answer = await native.send(
+                channel, api, _body_of(params), provider=self.name, headers=None
+            )
         except httpx2.TransportError as exc:
             raise self._transport_failure(exc, httpx2.Request("POST", channel.url(api))) from exc
         return answer.data
+
+    async def _stream_params(
+        self, api: native.NativeApi, params: Mapping[str, Any], api_key: str | None
+    ) -> AsyncGenerator[Any, None]:
+        """`_send_params` for a stream: each event's data, parsed, as it arrives (OpenAI's
+        `[DONE]` left out). An error event raises what the SDK raises for it, a stream
+        cut before its end marker `StreamTruncatedError`; the rest of the body is read
+        after the marker, so the connection goes back to the pool."""
+        channel = self._channel(api_key)
+        try:
+            answer = await channel.open(api, _body_of(params), None)
+        except httpx2.TransportError as exc:
+            raise self._transport_failure(exc, httpx2.Request("POST", channel.url(api))) from exc
+        try:
+            async for frame in native.checked_events(channel, api, answer, self.name):
+                data = native.event_data(frame)
+                if data and data != b"[DONE]":
+                    yield json.loads(data)
+        finally:
+            await answer.body.aclose()
 
     def _transport_failure(self, exc: httpx2.TransportError, request: httpx2.Request) -> Exception:
         """The SDK's `APITimeoutError` or `APIConnectionError` for `exc`."""
@@ -231,6 +250,16 @@ class SdkAdapter(Generic[C]):
         return f"{type(self).__name__}({self.name!r}, base_url={self.base_url!r})"
 
 
+def _body_of(params: Mapping[str, Any]) -> dict[str, Any]:
+    """An SDK call's keyword arguments as the JSON body the SDK sends: `extra_body` merged
+    over the rest."""
+    extra = params.get("extra_body")
+    body = {k: v for k, v in params.items() if k != "extra_body"}
+    if extra:
+        body.update(extra)
+    return body
+
+
 def tokens(usage: object, key: str) -> int:
     """A token count of an answer's `usage` object; 0 when it has none (the normalised
     `Usage` reads all zeros as not reported)."""
@@ -241,3 +270,13 @@ def tokens(usage: object, key: str) -> int:
 def without_none(item: dict[str, Any]) -> dict[str, Any]:
     """An answer's object without its null fields, as the SDKs' models dump it."""
     return {k: v for k, v in item.items() if v is not None}
+
+
+def without_nulls(value: Any) -> Any:
+    """`without_none` all the way down, through nested objects and lists: a whole event,
+    as the SDKs' models dump it (`model_dump(exclude_none=True)`)."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value

@@ -279,14 +279,21 @@ async def open_stream(
     """The answer's SSE events, checked for error events and the end marker."""
     answer = await channel.open(api, body, headers)
     try:
-        if api == "anthropic.messages":
-            async for frame in _anthropic_events(channel.sdk, answer, provider):
-                yield frame
-        else:
-            async for frame in _openai_events(answer, provider):
-                yield frame
+        async for frame in checked_events(channel, api, answer, provider):
+            yield frame
     finally:
         await answer.body.aclose()
+
+
+def checked_events(
+    channel: Channel, api: NativeApi, answer: Answer, provider: ProviderName
+) -> AsyncIterator[bytes]:
+    """An opened stream's SSE events: an error event raises what the SDK would raise for
+    it, a body that ends before the end marker `StreamTruncatedError`; after the marker
+    the rest of the body is drained."""
+    if api == "anthropic.messages":
+        return _anthropic_events(channel.sdk, answer, provider)
+    return _openai_events(answer, provider)
 
 
 DRAIN_S = 0.1
@@ -316,7 +323,7 @@ async def _openai_events(answer: Answer, provider: ProviderName) -> AsyncIterato
     finished = False
     frames = events(answer.body.aiter_bytes())
     async for frame in frames:
-        data = _data(frame)
+        data = event_data(frame)
         if data == b"[DONE]":
             yield frame
             await drain(frames)
@@ -353,7 +360,7 @@ async def _anthropic_events(
             await drain(frames)
             return
         if name == b"error":
-            data = _data(frame)
+            data = event_data(frame)
             body = _json_or_none(data)
             message = data.decode(errors="replace")
             # what the SDK raises for the same event, so it is classified the same way
@@ -394,7 +401,7 @@ def _fields(frame: bytes, name: bytes) -> list[bytes]:
     return out
 
 
-def _data(frame: bytes) -> bytes:
+def event_data(frame: bytes) -> bytes:
     """An event's data (its `data:` lines joined as SSE does)."""
     if frame.startswith(b"data: ") and frame.count(b"\n", 0, -2) == 0:  # the usual one-line event
         return frame[6:].rstrip(b"\r\n")

@@ -1,4 +1,10 @@
-"""Adapter over `openai.AsyncOpenAI`: OpenAI and any OpenAI-compatible server (vLLM, llama.cpp)."""
+"""OpenAI's chat completions and embeddings: OpenAI and any compatible server (vLLM, llama.cpp).
+
+The SDK client (`openai.AsyncOpenAI`, one per key) says what a request carries: its URL,
+headers and timeout, and the errors a failure raises. Chat is the JSON body
+`chat.completions.create` would send, sent on the provider's connections (`SdkAdapter`), its
+answer read from its JSON, a stream from its events; embeddings go through the SDK.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +33,13 @@ from resilience.models import (
     tool_input,
     tool_spec,
 )
-from resilience.providers.base import ProviderKind, SdkAdapter, tokens, without_none
+from resilience.providers.base import (
+    ProviderKind,
+    SdkAdapter,
+    tokens,
+    without_none,
+    without_nulls,
+)
 from resilience.providers.sending import watch
 from resilience.types import ProviderName
 
@@ -70,38 +82,29 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
         self, request: ChatRequest, *, model: str, api_key: str | None = None
     ) -> AsyncGenerator[ChatChunk, None]:
         watch()  # a failure before the request goes out is the caller's
-        chunks = await self.client(api_key).chat.completions.create(
-            **to_params(request, model), stream=True, stream_options={"include_usage": True}
-        )
+        params = to_params(request, model)
+        params.update(stream=True, stream_options={"include_usage": True})
         finished: FinishReason | None = None
         usage: Usage | None = None
-        async with chunks:
-            async for chunk in chunks:
-                if chunk.usage is not None:
-                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                for choice in chunk.choices:
-                    if choice.index != 0:  # the normalised model has one answer
-                        continue
-                    delta = choice.delta
-                    if delta.content:
-                        yield ChatChunk(text_delta=delta.content)
-                    if delta.tool_calls:
-                        calls = tuple(
-                            ToolCallDelta(
-                                index=c.index,
-                                id=c.id,
-                                name=c.function.name if c.function else None,
-                                arguments=(c.function.arguments or "") if c.function else "",
-                            )
-                            for c in delta.tool_calls
-                        )
-                        yield ChatChunk(tool_calls=calls)
-                    if delta.refusal:
-                        yield ChatChunk(raw=chunk.model_dump(exclude_none=True))
-                    if choice.finish_reason is not None:
-                        finished = finish_reason(choice.finish_reason)
-        # The SDK ends silently at EOF whether or not `[DONE]` came, and does not say which:
-        # the finish_reason is the end marker that can be checked.
+        async for chunk in self._stream_params("openai.chat", params, api_key):
+            if not isinstance(chunk, dict):
+                raise ValueError(f"provider {self.name!r} streamed a chunk that is not an object")
+            reported = chunk.get("usage")
+            if isinstance(reported, dict):
+                usage = Usage(
+                    tokens(reported, "prompt_tokens"), tokens(reported, "completion_tokens")
+                )
+            choices = chunk.get("choices")
+            for choice in choices if isinstance(choices, list) else ():
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue  # the normalised model has one answer
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    for found in _delta_chunks(delta, chunk):
+                        yield found
+                if choice.get("finish_reason") is not None:
+                    finished = finish_reason(choice["finish_reason"])
+        # a stream may end at [DONE] without any finish_reason: that one is cut
         if finished is None:
             raise StreamTruncatedError(
                 "openai stream ended without a finish_reason", provider=self.name
@@ -135,6 +138,35 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
             provider=self.name,
             model=result.model,
         )
+
+
+def _delta_chunks(delta: dict[str, Any], chunk: dict[str, Any]) -> list[ChatChunk]:
+    """One choice's delta as normalised chunks: its text, its tool call pieces, and a
+    refusal as the whole chunk (`raw`)."""
+    found: list[ChatChunk] = []
+    content = delta.get("content")
+    if content:
+        found.append(ChatChunk(text_delta=str(content)))
+    calls = delta.get("tool_calls")
+    if calls and isinstance(calls, list):
+        pieces = []
+        for call in calls:
+            if not isinstance(call, dict):
+                continue
+            function = call.get("function")
+            function = function if isinstance(function, dict) else {}
+            pieces.append(
+                ToolCallDelta(
+                    index=call.get("index", 0),
+                    id=call.get("id"),
+                    name=function.get("name"),
+                    arguments=function.get("arguments") or "",
+                )
+            )
+        found.append(ChatChunk(tool_calls=tuple(pieces)))
+    if delta.get("refusal"):
+        found.append(ChatChunk(raw=without_nulls(chunk)))
+    return found
 
 
 def chat_response(data: Mapping[str, Any], provider: ProviderName, model: str) -> ChatResponse:

@@ -252,11 +252,11 @@ RETRYABLE = [Fault(status=503), Fault(status=429, retry_after="0"), Fault(status
 @pytest.mark.parametrize("call", ["complete", "stream"])
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("fault", RETRYABLE)
-async def test_sdk_retries_are_off_so_a_retryable_status_is_one_hit(
+async def test_a_retryable_status_is_one_hit_and_the_sdks_own_error(
     upstream: Upstream, chaos: ChaosUpstream, kind: Kind, fault: Fault, call: str
 ) -> None:
-    """A whole answer is sent without the SDK (its JSON body on the provider's pool), a
-    stream through it: either way one hit, and the SDK's own status error."""
+    """Chat is sent without the SDK (its JSON body on the provider's pool): nothing
+    retries it, and a status error is still the one the SDK makes."""
     chaos.add_fault(fault)
     provider = upstream.provider(kind)
     with pytest.raises((anthropic.APIStatusError, openai.APIStatusError)) as info:
@@ -266,8 +266,19 @@ async def test_sdk_retries_are_off_so_a_retryable_status_is_one_hit(
             _ = [chunk async for chunk in provider.stream(HELLO, model="m")]
     assert getattr(info.value, "status_code", None) == fault.status
     assert chaos.hit_count() == 1
-    if call == "stream":
-        assert upstream.sent[0].headers["x-stainless-retry-count"] == "0"
+
+
+@pytest.mark.parametrize("fault", RETRYABLE)
+async def test_sdk_retries_are_off_so_a_retryable_status_is_one_hit(
+    upstream: Upstream, chaos: ChaosUpstream, fault: Fault
+) -> None:
+    """Embeddings go through the SDK client, with its retries off."""
+    chaos.add_fault(fault)
+    with pytest.raises(openai.APIStatusError) as info:
+        await upstream.provider("openai").embed(EmbeddingRequest(inputs=("a",)), model="e")
+    assert info.value.status_code == fault.status
+    assert chaos.hit_count() == 1
+    assert upstream.sent[0].headers["x-stainless-retry-count"] == "0"
 
 
 @pytest.mark.parametrize(
