@@ -187,7 +187,7 @@ class SdkAdapter(Generic[C]):
         self, api: native.NativeApi, params: Mapping[str, Any], api_key: str | None
     ) -> dict[str, Any]:
         """An SDK call's keyword arguments sent as its JSON body, as the SDK would send them
-        (`extra_body` merged over the rest), on the provider's pool; the answer's JSON
+        (`extra_body` merged over the rest), on the provider's connections; the answer's JSON
         object. The SDK's request options and response models are skipped: they cost
         several times the HTTP exchange. Failures are the SDK's own: a status error made by
         the SDK from the answer, a transport's failure wrapped as the SDK wraps it."""

@@ -33,7 +33,7 @@ import re
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -42,9 +42,13 @@ import httpx2
 from resilience.errors import ResponseTooLarge
 from resilience.providers.sending import mark_sent
 
-KEEPALIVE_S = 5.0
-"""How long an idle connection is kept, as httpx2's default: servers close idle
-connections on their own schedule, and a short expiry keeps us clear of that race."""
+KEEPALIVE_S = 4.0
+"""How long an idle connection is kept. Servers close idle connections on their own
+schedule, uvicorn (vLLM and most Python servers) and Node.js after 5 s: a request written
+on a connection just as the server closes it fails although the server never read it,
+and counts against the provider. The server's 5 s start when it finished the answer,
+ours when this process had read it, later by however far its event loop lagged: httpx2's
+5 s left that lag as the window; 4 s leaves a second of margin."""
 MAX_HEAD_BYTES = 64 * 1024
 """The longest status line plus headers accepted from an upstream."""
 HIGH_WATER = 1024 * 1024
@@ -607,8 +611,10 @@ class Pool:
         max_idle: int = 50,
         max_response_bytes: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.origin = Origin.of(url)
+        self._clock = clock
         self.timeouts = timeouts
         self.max_connections = max_connections
         self.max_idle = max_idle
@@ -685,7 +691,7 @@ class Pool:
     async def _acquire(self, timeouts: Timeouts) -> Connection:
         if self._closed:
             raise httpx2.PoolTimeout("the pool is closed")
-        now = time.monotonic()
+        now = self._clock()
         loop = asyncio.get_running_loop()
         while self._idle:
             connection = self._idle.pop()
@@ -752,7 +758,7 @@ class Pool:
         if self._closed or len(self._idle) >= self.max_idle or not connection.reusable:
             self.discard(connection)
             return
-        connection.idle_since = time.monotonic()
+        connection.idle_since = self._clock()
         self._idle.append(connection)
         self._wake_one()
 

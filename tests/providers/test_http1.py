@@ -30,6 +30,7 @@ from resilience.providers.openai import OpenAIProvider
 from resilience.providers.sending import dispatch, watch
 from resilience.providers.settings import ProviderSettings
 from tests.support.chaos import ANSWER, MESSAGES
+from tests.support.clock import FakeClock
 from tests.support.raw_http import (
     PATIENT,
     RawConnection,
@@ -159,6 +160,24 @@ async def test_sequential_requests_share_one_connection(pools: list[Pool]) -> No
         assert (pool.idle, pool.in_use) == (1, 0)
     assert server.connections == 1
     assert [r.connection for r in server.requests] == [0, 0]
+
+
+async def test_a_connection_idle_past_four_seconds_is_not_reused(pools: list[Pool]) -> None:
+    """uvicorn (vLLM and most Python servers) and Node.js close an idle connection after
+    5 s: one reused at that moment fails a request the server never read. The pool drops
+    it a second earlier, its clock starting when this side had read the answer."""
+    clock = FakeClock()
+    async with raw_server(answer_each(ok(b"one"))) as server:
+        pool = Pool(server.url, PATIENT, clock=clock)
+        pools.append(pool)
+        await fetch(pool)
+        clock.advance(3.9)
+        await fetch(pool)
+        assert server.connections == 1  # reused
+        clock.advance(4.1)
+        await fetch(pool)
+        assert (server.connections, pool.idle, pool.in_use) == (2, 1, 0)
+    assert [r.connection for r in server.requests] == [0, 0, 1]
 
 
 @pytest.mark.parametrize(
