@@ -32,13 +32,13 @@ from resilience.models import (
     ToolCallDelta,
     Usage,
     finish_reason,
-    text_of,
     tool_choice_spec,
     tool_spec,
 )
 from resilience.providers.base import (
     ProviderKind,
     SdkAdapter,
+    answer_of,
     tokens,
     without_none,
     without_nulls,
@@ -210,21 +210,8 @@ def chat_response(data: Mapping[str, Any], provider: ProviderName, model: str) -
     stop = data.get("stop_reason")
     raw_stop = stop if isinstance(stop, str) else None
     usage = data.get("usage")
-    answered = data.get("model")
-    found = data.get("id")
-    return ChatResponse(
-        # the usual answer is one text block: its text, without text_of's walk
-        text=str(blocks[0]["text"])
-        if len(blocks) == 1 and blocks[0].get("type") == "text"
-        else text_of(blocks),
-        content=blocks,
-        finish_reason=finish_reason(raw_stop),
-        raw_finish_reason=raw_stop,
-        usage=Usage(tokens(usage, "input_tokens"), tokens(usage, "output_tokens")),
-        provider=provider,
-        model=answered if isinstance(answered, str) and answered else model,
-        response_id=found if isinstance(found, str) else None,
-    )
+    counted = Usage(tokens(usage, "input_tokens"), tokens(usage, "output_tokens"))
+    return answer_of(data, blocks, finish_reason(raw_stop), raw_stop, counted, provider, model)
 
 
 def _object(value: object) -> dict[str, Any]:

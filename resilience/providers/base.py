@@ -25,6 +25,9 @@ from resilience.models import (
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
+    FinishReason,
+    Usage,
+    text_of,
 )
 from resilience.providers import http1, native
 from resilience.providers.limits import cap_response_size
@@ -258,6 +261,33 @@ def _body_of(params: Mapping[str, Any]) -> dict[str, Any]:
     if extra:
         body.update(extra)
     return body
+
+
+def answer_of(
+    data: Mapping[str, Any],
+    blocks: tuple[dict[str, Any], ...],
+    finish: FinishReason,
+    raw_stop: str | None,
+    usage: Usage,
+    provider: ProviderName,
+    model: str,
+) -> ChatResponse:
+    """An answer's normalised blocks and figures as a `ChatResponse`, with the model and id
+    the answer's JSON names (`model`, the one asked for, when it names none)."""
+    answered, found = data.get("model"), data.get("id")
+    return ChatResponse(
+        # the usual answer is one text block: its text, without text_of's walk
+        text=str(blocks[0]["text"])
+        if len(blocks) == 1 and blocks[0].get("type") == "text"
+        else text_of(blocks),
+        content=blocks,
+        finish_reason=finish,
+        raw_finish_reason=raw_stop,
+        usage=usage,
+        provider=provider,
+        model=answered if isinstance(answered, str) and answered else model,
+        response_id=found if isinstance(found, str) else None,
+    )
 
 
 def tokens(usage: object, key: str) -> int:

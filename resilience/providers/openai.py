@@ -36,6 +36,7 @@ from resilience.models import (
 from resilience.providers.base import (
     ProviderKind,
     SdkAdapter,
+    answer_of,
     tokens,
     without_none,
     without_nulls,
@@ -189,21 +190,8 @@ def chat_response(data: Mapping[str, Any], provider: ProviderName, model: str) -
     if message.get("refusal") and finish == "stop":
         finish = "content_filter"
     usage = data.get("usage")
-    answered = data.get("model")
-    found = data.get("id")
-    return ChatResponse(
-        # the usual answer is one text block: its text, without text_of's walk
-        text=str(blocks[0]["text"])
-        if len(blocks) == 1 and blocks[0].get("type") == "text"
-        else text_of(blocks),
-        content=blocks,
-        finish_reason=finish,
-        raw_finish_reason=raw_stop,
-        usage=Usage(tokens(usage, "prompt_tokens"), tokens(usage, "completion_tokens")),
-        provider=provider,
-        model=answered if isinstance(answered, str) and answered else model,
-        response_id=found if isinstance(found, str) else None,
-    )
+    counted = Usage(tokens(usage, "prompt_tokens"), tokens(usage, "completion_tokens"))
+    return answer_of(data, blocks, finish, raw_stop, counted, provider, model)
 
 
 def message_blocks(message: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
