@@ -15,6 +15,7 @@ body fields).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import anthropic
@@ -90,48 +91,53 @@ class AnthropicProvider(SdkAdapter[anthropic.AsyncAnthropic]):
         usage: Usage | None = None
         stop_reason: str | None = None
         tools: dict[int, int] = {}  # content block index -> tool call index
-        events = self._stream_params("anthropic.messages", params, api_key)
-        async for event in events:
-            if not isinstance(event, dict):
-                raise ValueError(f"provider {self.name!r} streamed an event that is not an object")
-            kind = event.get("type")
-            if kind == "content_block_delta":
-                delta = _object(event.get("delta"))
-                index = event.get("index")
-                if delta.get("type") == "text_delta":
-                    yield ChatChunk(text_delta=str(delta.get("text") or ""))
-                elif delta.get("type") == "input_json_delta" and index in tools:
-                    arguments = str(delta.get("partial_json") or "")
-                    yield ChatChunk(
-                        tool_calls=(ToolCallDelta(index=tools[index], arguments=arguments),)
+        opened = self._stream_params("anthropic.messages", params, api_key)
+        async with aclosing(opened) as events:  # closed at once when the caller stops
+            async for event in events:
+                if not isinstance(event, dict):
+                    raise ValueError(
+                        f"provider {self.name!r} streamed an event that is not an object"
                     )
-                else:  # thinking, signature, citations
-                    yield ChatChunk(raw=without_nulls(event))
-            elif kind == "content_block_start":
-                block = _object(event.get("content_block"))
-                index = event.get("index")
-                if block.get("type") == "tool_use" and isinstance(index, int):
-                    tools[index] = len(tools)
-                    call = ToolCallDelta(
-                        index=tools[index], id=block.get("id"), name=block.get("name")
+                kind = event.get("type")
+                if kind == "content_block_delta":
+                    delta = _object(event.get("delta"))
+                    index = event.get("index")
+                    if delta.get("type") == "text_delta":
+                        yield ChatChunk(text_delta=str(delta.get("text") or ""))
+                    elif delta.get("type") == "input_json_delta" and index in tools:
+                        arguments = str(delta.get("partial_json") or "")
+                        yield ChatChunk(
+                            tool_calls=(ToolCallDelta(index=tools[index], arguments=arguments),)
+                        )
+                    else:  # thinking, signature, citations
+                        yield ChatChunk(raw=without_nulls(event))
+                elif kind == "content_block_start":
+                    block = _object(event.get("content_block"))
+                    index = event.get("index")
+                    if block.get("type") == "tool_use" and isinstance(index, int):
+                        tools[index] = len(tools)
+                        call = ToolCallDelta(
+                            index=tools[index], id=block.get("id"), name=block.get("name")
+                        )
+                        yield ChatChunk(tool_calls=(call,))
+                    elif block.get("type") == "text" and block.get("text"):
+                        yield ChatChunk(text_delta=str(block["text"]))
+                elif kind == "message_start":
+                    input_tokens = tokens(
+                        _object(event.get("message")).get("usage"), "input_tokens"
                     )
-                    yield ChatChunk(tool_calls=(call,))
-                elif block.get("type") == "text" and block.get("text"):
-                    yield ChatChunk(text_delta=str(block["text"]))
-            elif kind == "message_start":
-                input_tokens = tokens(_object(event.get("message")).get("usage"), "input_tokens")
-            elif kind == "message_delta":
-                stop = _object(event.get("delta")).get("stop_reason")
-                stop_reason = stop if isinstance(stop, str) else None
-                counted = _object(event.get("usage"))
-                if isinstance(counted.get("input_tokens"), int):  # newer servers repeat it here
-                    input_tokens = tokens(counted, "input_tokens")
-                usage = Usage(input_tokens, tokens(counted, "output_tokens"))
-            elif kind == "message_stop":
-                yield ChatChunk(finish_reason=finish_reason(stop_reason), usage=usage)
-                async for _ in events:  # the rest of the body: the connection is reused
-                    pass
-                return
+                elif kind == "message_delta":
+                    stop = _object(event.get("delta")).get("stop_reason")
+                    stop_reason = stop if isinstance(stop, str) else None
+                    counted = _object(event.get("usage"))
+                    if isinstance(counted.get("input_tokens"), int):  # newer servers repeat it here
+                        input_tokens = tokens(counted, "input_tokens")
+                    usage = Usage(input_tokens, tokens(counted, "output_tokens"))
+                elif kind == "message_stop":
+                    yield ChatChunk(finish_reason=finish_reason(stop_reason), usage=usage)
+                    async for _ in events:  # the rest of the body: the connection is reused
+                        pass
+                    return
         raise StreamTruncatedError(
             "anthropic stream ended without message_stop", provider=self.name
         )

@@ -9,6 +9,7 @@ answer read from its JSON, a stream from its events; embeddings go through the S
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import httpx2
@@ -87,24 +88,28 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
         params.update(stream=True, stream_options={"include_usage": True})
         finished: FinishReason | None = None
         usage: Usage | None = None
-        async for chunk in self._stream_params("openai.chat", params, api_key):
-            if not isinstance(chunk, dict):
-                raise ValueError(f"provider {self.name!r} streamed a chunk that is not an object")
-            reported = chunk.get("usage")
-            if isinstance(reported, dict):
-                usage = Usage(
-                    tokens(reported, "prompt_tokens"), tokens(reported, "completion_tokens")
-                )
-            choices = chunk.get("choices")
-            for choice in choices if isinstance(choices, list) else ():
-                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                    continue  # the normalised model has one answer
-                delta = choice.get("delta")
-                if isinstance(delta, dict):
-                    for found in _delta_chunks(delta, chunk):
-                        yield found
-                if choice.get("finish_reason") is not None:
-                    finished = finish_reason(choice["finish_reason"])
+        opened = self._stream_params("openai.chat", params, api_key)
+        async with aclosing(opened) as chunks:  # closed at once when the caller stops
+            async for chunk in chunks:
+                if not isinstance(chunk, dict):
+                    raise ValueError(
+                        f"provider {self.name!r} streamed a chunk that is not an object"
+                    )
+                reported = chunk.get("usage")
+                if isinstance(reported, dict):
+                    usage = Usage(
+                        tokens(reported, "prompt_tokens"), tokens(reported, "completion_tokens")
+                    )
+                choices = chunk.get("choices")
+                for choice in choices if isinstance(choices, list) else ():
+                    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                        continue  # the normalised model has one answer
+                    delta = choice.get("delta")
+                    if isinstance(delta, dict):
+                        for found in _delta_chunks(delta, chunk):
+                            yield found
+                    if choice.get("finish_reason") is not None:
+                        finished = finish_reason(choice["finish_reason"])
         # a stream may end at [DONE] without any finish_reason: that one is cut
         if finished is None:
             raise StreamTruncatedError(
