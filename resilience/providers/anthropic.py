@@ -94,10 +94,6 @@ class AnthropicProvider(SdkAdapter[anthropic.AsyncAnthropic]):
         opened = self._stream_params("anthropic.messages", params, api_key)
         async with aclosing(opened) as events:  # closed at once when the caller stops
             async for event in events:
-                if not isinstance(event, dict):
-                    raise ValueError(
-                        f"provider {self.name!r} streamed an event that is not an object"
-                    )
                 kind = event.get("type")
                 if kind == "content_block_delta":
                     delta = _object(event.get("delta"))

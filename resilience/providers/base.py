@@ -205,11 +205,12 @@ class SdkAdapter(Generic[C]):
 
     async def _stream_params(
         self, api: native.NativeApi, params: Mapping[str, Any], api_key: str | None
-    ) -> AsyncGenerator[Any, None]:
-        """`_send_params` for a stream: each event's data, parsed, as it arrives (OpenAI's
-        `[DONE]` left out). An error event raises what the SDK raises for it, a stream
-        cut before its end marker `StreamTruncatedError`; the rest of the body is read
-        after the marker, so the connection goes back to the pool."""
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """`_send_params` for a stream: each event's data, a JSON object, as it arrives
+        (OpenAI's `[DONE]` left out; data that is not an object raises `ValueError`). An
+        error event raises what the SDK raises for it, a stream cut before its end marker
+        `StreamTruncatedError`; the rest of the body is read after the marker, so the
+        connection goes back to the pool."""
         channel = self._channel(api_key)
         try:
             answer = await channel.open(api, _body_of(params), None)
@@ -219,7 +220,12 @@ class SdkAdapter(Generic[C]):
             async for frame in native.checked_events(channel, api, answer, self.name):
                 data = native.event_data(frame)
                 if data and data != b"[DONE]":
-                    yield json.loads(data)
+                    event = json.loads(data)
+                    if not isinstance(event, dict):
+                        raise ValueError(
+                            f"provider {self.name!r} streamed data that is not an object"
+                        )
+                    yield event
         finally:
             await answer.body.aclose()
 

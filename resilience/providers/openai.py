@@ -91,10 +91,6 @@ class OpenAIProvider(SdkAdapter[openai.AsyncOpenAI]):
         opened = self._stream_params("openai.chat", params, api_key)
         async with aclosing(opened) as chunks:  # closed at once when the caller stops
             async for chunk in chunks:
-                if not isinstance(chunk, dict):
-                    raise ValueError(
-                        f"provider {self.name!r} streamed a chunk that is not an object"
-                    )
                 reported = chunk.get("usage")
                 if isinstance(reported, dict):
                     usage = Usage(

@@ -738,3 +738,27 @@ def test_a_pool_kept_across_event_loops_opens_new_connections_in_each() -> None:
             asyncio.run(pool.aclose())  # closes the last loop's connection, its loop gone
         finally:
             server.shutdown()
+
+
+@pytest.mark.parametrize(("kind", "path"), [("openai", "/v1"), ("anthropic", "")])
+async def test_stream_data_that_is_not_an_object_is_refused_naming_the_provider(
+    kind: str, path: str
+) -> None:
+    """Checked once, where the events are parsed, for both adapters."""
+    events = b'data: [1, 2]\n\ndata: {"type": "message_stop"}\n\n'
+    answer = ok(events, b"content-type: text/event-stream")
+    async with raw_server(answer_each(answer)) as server:
+        settings = ProviderSettings(kind=kind, api_key="k", base_url=server.url + path)  # type: ignore[arg-type]
+        adapter = build_provider("p", settings)
+        try:
+            with pytest.raises(
+                ValueError, match="provider 'p' streamed data that is not an object"
+            ):
+                _ = [
+                    c
+                    async for c in adapter.stream(
+                        ChatRequest(messages=(Message("user", "hi"),)), model="m"
+                    )
+                ]
+        finally:
+            await adapter.aclose()
