@@ -16,7 +16,7 @@ import json
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx2
@@ -254,6 +254,15 @@ class ModelEndpoints:
         return Response(
             body, status_code=exc.status_code, media_type="application/json", headers=headers
         )
+
+    def posts(self) -> dict[str, Callable[[Request], Awaitable[Response]]]:
+        """The POST endpoints by path (`resilience.gateway.direct_routes` dispatches them)."""
+        return {
+            "/v1/chat/completions": self.chat_completions,
+            "/v1/messages": self.messages,
+            "/v1/messages/count_tokens": self.count_tokens,
+            "/v1/embeddings": self.embeddings,
+        }
 
     async def chat_completions(self, request: Request) -> Response:
         return await self._native(request, "openai.chat")

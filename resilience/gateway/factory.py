@@ -39,6 +39,7 @@ from resilience.embed.admin import admin_app
 from resilience.embed.failures import error_format_for, http_error
 from resilience.gateway.api import ModelEndpoints
 from resilience.gateway.body_timeout import BodyReadTimeoutMiddleware
+from resilience.gateway.direct_routes import DirectRoutes
 from resilience.gateway.metrics import GatewayMetrics
 from resilience.gateway.openapi import openapi
 from resilience.gateway.reload import ConfigReloader
@@ -254,6 +255,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 exempt_paths=("/healthz", "/readyz", "/metrics", "/openapi.json", "/admin/"),
                 error_format=error_format_for,
             ),
+            Middleware(DirectRoutes, routes=models.posts(), on_http_error=http_error),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=metrics.around(gateway.lifespan),  # across workers: publishes this one's
