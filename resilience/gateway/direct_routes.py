@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 
-from starlette._utils import get_route_path
+from starlette._utils import get_route_path  # the router's own: both match the same path
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
