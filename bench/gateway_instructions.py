@@ -1,7 +1,7 @@
 """Instructions the gateway executes per request, against the bare proxy: a figure that does
 not move with the machine.
 
-Usage: python bench/gateway_instructions.py [--quick]    (needs valgrind; about 5 minutes)
+Usage: python bench/gateway_instructions.py [--quick]    (needs valgrind; about 4 minutes)
 
 `bench/gateway.py`'s wall-clock figures move by 0.1 to 0.3 ms from run to run on a shared
 2-core VM, more than most changes to the gateway's own work. This counts that work
