@@ -229,12 +229,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         resolver: ApiKeyResolver | HeaderResolver = ApiKeyResolver(gateway.tenants)
     else:
         resolver = HeaderResolver(config.server.tenant_header)
+    posts = models.posts()
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", models.chat_completions, methods=["POST"]),
-            Route("/v1/messages", models.messages, methods=["POST"]),
-            Route("/v1/messages/count_tokens", models.count_tokens, methods=["POST"]),
-            Route("/v1/embeddings", models.embeddings, methods=["POST"]),
+            # the router keeps the POSTs too: its 405 for another method, its listing
+            *(Route(path, endpoint, methods=["POST"]) for path, endpoint in posts.items()),
             Route("/v1/models", models.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", models.get_model, methods=["GET"]),
             Mount("/admin", app=admin),
@@ -255,7 +254,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 exempt_paths=("/healthz", "/readyz", "/metrics", "/openapi.json", "/admin/"),
                 error_format=error_format_for,
             ),
-            Middleware(DirectRoutes, routes=models.posts(), on_http_error=http_error),
+            Middleware(DirectRoutes, routes=posts, on_http_error=http_error),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=metrics.around(gateway.lifespan),  # across workers: publishes this one's
