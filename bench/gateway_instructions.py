@@ -24,6 +24,7 @@ gateway's own work).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -118,6 +119,7 @@ async def _drive(side: str, requests: int, upstream: str, tmp: Path) -> None:
     from starlette.types import ASGIApp
 
     app: ASGIApp
+    started = contextlib.AsyncExitStack()  # never closed: the driver exits inside it
     if side == "bare":
         os.environ.update(
             BARE_PROXY_UPSTREAM=f"{upstream}/openai/v1/chat/completions",
@@ -152,8 +154,9 @@ async def _drive(side: str, requests: int, upstream: str, tmp: Path) -> None:
             "DATABASE_URL": f"sqlite:///{tmp}/audit.db",
             "RESILIENCE_SPOOL": f"{tmp}/spool.jsonl",
         }
-        app = create_app(Settings.from_env(environ))
-        await _start(app)
+        gateway = create_app(Settings.from_env(environ))
+        await started.enter_async_context(gateway.router.lifespan_context(gateway))
+        app = gateway
     body = json.dumps({"model": "chat", "messages": MESSAGES}).encode()
     for _ in range(WARM_UP + requests):
         await _post(app, body)
@@ -199,22 +202,6 @@ async def _post(app: object, body: bytes) -> None:
     await app(scope, receive, send)  # type: ignore[operator]
     if not sent or sent[0].get("status") != 200:
         raise AssertionError(f"not answered 200: {sent[:2]!r}")
-
-
-async def _start(app: object) -> None:
-    """Run the app's lifespan startup; it is never shut down (the driver exits)."""
-    inbox: asyncio.Queue[Message] = asyncio.Queue()
-    outbox: asyncio.Queue[Message] = asyncio.Queue()
-    await inbox.put({"type": "lifespan.startup"})
-    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    task = asyncio.create_task(app(scope, inbox.get, outbox.put))  # type: ignore[operator]
-    message = await outbox.get()
-    if message["type"] != "lifespan.startup.complete":
-        raise AssertionError(f"the lifespan did not start: {message!r}")
-    _KEEP.add(task)
-
-
-_KEEP: set[asyncio.Task[object]] = set()
 
 
 if __name__ == "__main__":
